@@ -1,0 +1,93 @@
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
+
+from inference_bench import ONNX_VARIANTS, VARIANTS
+from inference_bench.config_validation import ConfigError, validate_config
+
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+MODELS = {model["name"]: model for model in config["models"]}
+HARDWARE = config["hardware"]
+HARDWARE_TAG = config["hardware_tags"][HARDWARE]
+BENCH = config["benchmark"]
+#: The FP16 and INT8 artifacts are built on every tag, so the size chart shows them even where they are
+#: not timed (FP16 on CPU is FP32 plus casts).
+ALL_ONNX_VARIANTS = list(ONNX_VARIANTS)
+ENV_FOR_DEVICE = {"cpu": "../../envs/pipeline-cpu.yaml", "cuda": "../../envs/pipeline-gpu.yaml"}
+BENCH_ENV = ENV_FOR_DEVICE[HARDWARE_TAG["device"]]
+
+
+wildcard_constraints:
+    model="|".join(re.escape(name) for name in MODELS),
+    # Only the tag this run measures has rules: another tag's committed results are read, never remade.
+    hardware=re.escape(HARDWARE),
+    variant="|".join(re.escape(v) for v in VARIANTS),
+    batch=r"[1-9]\d*",
+    seq=r"[1-9]\d*",
+
+
+def model_spec(wildcards):
+    return MODELS[wildcards.model]
+
+
+def parity_tolerance(precision):
+    return config["parity"][precision]
+
+
+def model_dir(wildcards):
+    return f"results/models/{wildcards.model}/hf"
+
+
+def reference_path(wildcards):
+    return f"results/models/{wildcards.model}/reference.npz"
+
+
+def benchmark_inputs(wildcards):
+    inputs = {"model_dir": model_dir(wildcards), "reference": reference_path(wildcards)}
+    if wildcards.variant in ONNX_VARIANTS:
+        inputs["onnx"] = f"results/models/{wildcards.model}/onnx/{wildcards.variant}.onnx"
+    return inputs
+
+
+def benchmark_results(wildcards):
+    return expand(
+        "results/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.json",
+        hardware=wildcards.hardware,
+        model=wildcards.model,
+        variant=HARDWARE_TAG["variants"],
+        batch=BENCH["batch_sizes"],
+        seq=BENCH["sequence_lengths"],
+    )
+
+
+def artifact_sidecars(wildcards):
+    return expand("results/models/{model}/onnx/{variant}.json", model=wildcards.model, variant=ALL_ONNX_VARIANTS)
+
+
+def summaries_of_this_run():
+    return expand("results/{hardware}/{model}/summary.csv", hardware=HARDWARE, model=MODELS)
+
+
+def summaries_of_other_tags():
+    """Summaries committed from other machines: read by the charts and the README, never rebuilt here."""
+    found = []
+    for path in sorted(Path("results").glob("*/*/summary.csv")):
+        tag, model = path.parts[1], path.parts[2]
+        if tag != HARDWARE and tag != "models" and model in MODELS:
+            found.append(str(path))
+    return found
+
+
+def chart_files():
+    return expand("images/{model}/{chart}.png", model=MODELS, chart=CHARTS)
+
+
+CHARTS = ["speedup", "throughput", "latency", "memory", "tradeoff", "hardware"]

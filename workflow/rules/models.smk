@@ -1,0 +1,98 @@
+rule download_model:
+    output:
+        model_dir=directory("results/models/{model}/hf"),
+    log:
+        "logs/models/{model}/download_model.log",
+    params:
+        spec=model_spec,
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/download_model.py"
+
+
+rule export_onnx:
+    input:
+        model_dir=model_dir,
+    output:
+        onnx="results/models/{model}/onnx/onnx-fp32.onnx",
+        sidecar="results/models/{model}/onnx/onnx-fp32.json",
+        reference="results/models/{model}/reference.npz",
+    log:
+        "logs/models/{model}/export_onnx.log",
+    benchmark:
+        "results/models/{model}/benchmarks/export_onnx.tsv"
+    params:
+        opset=lookup(dpath="export/opset", within=config),
+        attn_implementation=lookup(dpath="export/attn_implementation", within=config),
+        tolerance=parity_tolerance("fp32"),
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/export_onnx.py"
+
+
+rule optimize_ort:
+    input:
+        onnx="results/models/{model}/onnx/onnx-fp32.onnx",
+        model_dir=model_dir,
+        reference=reference_path,
+    output:
+        onnx="results/models/{model}/onnx/ort-fp32.onnx",
+        sidecar="results/models/{model}/onnx/ort-fp32.json",
+    log:
+        "logs/models/{model}/optimize_ort.log",
+    benchmark:
+        "results/models/{model}/benchmarks/optimize_ort.tsv"
+    params:
+        opt_level=lookup(dpath="optimize/opt_level", within=config),
+        require_full_fusion=lookup(dpath="optimize/require_full_fusion", within=config),
+        tolerance=parity_tolerance("fp32"),
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/optimize_ort.py"
+
+
+rule convert_fp16:
+    input:
+        onnx="results/models/{model}/onnx/{stage}-fp32.onnx",
+        reference=reference_path,
+    output:
+        onnx="results/models/{model}/onnx/{stage}-fp16.onnx",
+        sidecar="results/models/{model}/onnx/{stage}-fp16.json",
+    wildcard_constraints:
+        stage="onnx|ort",
+    log:
+        "logs/models/{model}/convert_fp16_{stage}.log",
+    benchmark:
+        "results/models/{model}/benchmarks/convert_fp16_{stage}.tsv"
+    params:
+        keep_io_types=lookup(dpath="fp16/keep_io_types", within=config),
+        op_block_list=lookup(dpath="fp16/op_block_list", within=config),
+        tolerance=parity_tolerance("fp16"),
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/convert_fp16.py"
+
+
+rule quantize_int8:
+    input:
+        onnx="results/models/{model}/onnx/ort-fp32.onnx",
+        reference=reference_path,
+    output:
+        onnx="results/models/{model}/onnx/ort-int8.onnx",
+        sidecar="results/models/{model}/onnx/ort-int8.json",
+    log:
+        "logs/models/{model}/quantize_int8.log",
+    benchmark:
+        "results/models/{model}/benchmarks/quantize_int8.tsv"
+    params:
+        per_channel=lookup(dpath="int8/per_channel", within=config),
+        reduce_range=lookup(dpath="int8/reduce_range", within=config),
+        tolerance=parity_tolerance("int8"),
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/quantize_int8.py"

@@ -1,0 +1,18 @@
+from _common import run_logged
+
+from inference_bench.aggregate import aggregate
+
+
+def main() -> None:
+    out = snakemake.output
+    aggregate(
+        snakemake.input.results,
+        snakemake.input.sidecars,
+        summary_csv=out.summary,
+        artifacts_csv=out.artifacts,
+        summary_md=out.markdown,
+        environment_json=out.environment,
+    )
+
+
+run_logged(main, snakemake.log[0])

@@ -1,0 +1,18 @@
+from _common import run_logged
+
+from inference_bench.stages import export_stage
+
+
+def main() -> None:
+    params = snakemake.params
+    export_stage(
+        snakemake.input.model_dir,
+        snakemake.output.onnx,
+        snakemake.output.reference,
+        opset=params.opset,
+        attn_implementation=params.attn_implementation,
+        tolerance=params.tolerance,
+    )
+
+
+run_logged(main, snakemake.log[0])

@@ -1,0 +1,18 @@
+from _common import run_logged
+
+from inference_bench.stages import int8_stage
+
+
+def main() -> None:
+    params = snakemake.params
+    int8_stage(
+        snakemake.input.onnx,
+        snakemake.output.onnx,
+        reference=snakemake.input.reference,
+        per_channel=params.per_channel,
+        reduce_range=params.reduce_range,
+        tolerance=params.tolerance,
+    )
+
+
+run_logged(main, snakemake.log[0])

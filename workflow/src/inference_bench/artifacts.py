@@ -1,0 +1,75 @@
+"""Files written whole or not at all, and the sidecar every artifact carries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it into place."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, default=_json_default)
+            handle.write("\n")
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays reach us from metrics; keep this module free of a numpy import.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
+    """`model.onnx` -> `model.json`."""
+    return Path(artifact).with_suffix(".json")
+
+
+def describe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """File size in bytes (weights stored beside an ONNX file included) and sha256."""
+    artifact = Path(path)
+    external = [p for p in artifact.parent.glob(f"{artifact.name}.data")]
+    return {
+        "file": artifact.name,
+        "file_bytes": artifact.stat().st_size + sum(p.stat().st_size for p in external),
+        "sha256": file_sha256(artifact),
+    }
+
+
+def write_sidecar(artifact: str | os.PathLike[str], **fields: Any) -> Path:
+    """Write `{artifact}.json`: file size, sha256, tool versions and whatever the stage adds."""
+    from inference_bench.environment import library_versions
+
+    record: dict[str, Any] = describe_file(artifact)
+    record["versions"] = library_versions()
+    record.update(fields)
+    out = sidecar_path(artifact)
+    write_json_atomic(out, record)
+    return out

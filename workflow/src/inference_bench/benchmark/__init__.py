@@ -1,0 +1,1 @@
+"""One benchmark job: a variant, a batch size, a sequence length, on one hardware tag."""

@@ -1,0 +1,247 @@
+"""The README's charts, from every hardware tag's summary of one model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from inference_bench import VARIANTS  # noqa: E402
+from inference_bench.aggregate import machine_line  # noqa: E402
+from inference_bench.artifacts import read_json  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CHARTS = ("speedup", "throughput", "latency", "memory", "tradeoff", "hardware")
+_MB = 1e6
+
+
+def load_results(summary_paths: Sequence[str | Path], model: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Summaries, artifact sizes and each tag's environment for `model`, from every tag given."""
+    frames, artifacts, environments = [], [], {}
+    for path in map(Path, summary_paths):
+        if path.parent.name != model:
+            continue
+        frames.append(pd.read_csv(path))
+        tag = path.parent.parent.name
+        if (path.parent / "artifacts.csv").exists():
+            artifacts.append(pd.read_csv(path.parent / "artifacts.csv").assign(hardware=tag))
+        if (path.parent / "environment.json").exists():
+            environments[tag] = read_json(path.parent / "environment.json")
+    if not frames:
+        raise ValueError(f"no summaries for model {model!r}")
+    summary = pd.concat(frames, ignore_index=True)
+    return summary, (pd.concat(artifacts, ignore_index=True) if artifacts else pd.DataFrame()), environments
+
+
+def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | Path) -> list[Path]:
+    summary, artifacts, environments = load_results(summary_paths, model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid", context="notebook")
+    caption = _caption(summary, environments)
+    painters = {
+        "speedup": _speedup,
+        "throughput": _throughput,
+        "latency": _latency,
+        "memory": lambda s: _memory(s, artifacts),
+        "tradeoff": lambda s: _tradeoff(s, artifacts),
+        "hardware": _hardware,
+    }
+    written = []
+    for name in CHARTS:
+        figure = painters[name](summary)
+        figure.suptitle(f"{model}: {_TITLES[name]}", fontsize=13, fontweight="bold")
+        figure.text(0.01, 0.005, caption, fontsize=7.5, color="0.3", ha="left", va="bottom")
+        figure.tight_layout(rect=(0, 0.035 * (caption.count("\n") + 1), 1, 0.97))
+        path = out / f"{name}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+        log.info("wrote %s", path)
+    return written
+
+
+_TITLES = {
+    "speedup": "speedup over PyTorch FP32 eager (median latency; higher is better)",
+    "throughput": "throughput (higher is better)",
+    "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
+    "memory": "model size and peak memory (lower is better)",
+    "tradeoff": "latency against accuracy drift from PyTorch FP32",
+    "hardware": "throughput across hardware tags",
+}
+
+
+def _caption(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]) -> str:
+    seqs = ", ".join(str(s) for s in sorted(summary["sequence_length"].unique()))
+    lines = [f"sequence length {seqs}; seeded random token ids, no padding"]
+    for tag in sorted(summary["hardware"].unique()):
+        env = environments.get(tag, {})
+        lines.append(f"{tag}: {machine_line(env)}" if env else tag)
+    return "\n".join(lines)
+
+
+def _variant_order(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["variant"])
+    return [v for v in VARIANTS if v in present]
+
+
+def _palette() -> dict[str, Any]:
+    return dict(zip(VARIANTS, sns.color_palette("tab10", len(VARIANTS))))
+
+
+def _facets(summary: pd.DataFrame) -> tuple[list[str], list[int]]:
+    return sorted(summary["hardware"].unique()), sorted(summary["sequence_length"].unique())
+
+
+def _grid(rows: int, cols: int, height: float = 3.6):
+    figure, axes = plt.subplots(rows, cols, figsize=(10, height * rows + 0.8), squeeze=False)
+    return figure, axes
+
+
+def _bars_by_batch(summary: pd.DataFrame, y: str, ylabel: str, log_scale: bool = False, label_fmt: str | None = None):
+    tags, seqs = _facets(summary)
+    figure, axes = _grid(len(tags), len(seqs))
+    palette = _palette()
+    for r, tag in enumerate(tags):
+        for c, seq in enumerate(seqs):
+            ax = axes[r][c]
+            data = summary[(summary["hardware"] == tag) & (summary["sequence_length"] == seq)].dropna(subset=[y])
+            if data.empty:
+                ax.set_axis_off()
+                continue
+            sns.barplot(data=data, x="batch_size", y=y, hue="variant", hue_order=_variant_order(data),
+                        palette=palette, ax=ax)
+            if label_fmt:
+                for container in ax.containers:
+                    ax.bar_label(container, fmt=label_fmt, fontsize=7, padding=1)
+            if log_scale:
+                ax.set_yscale("log")
+            ax.set_title(f"{tag}, sequence {seq}")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=8, title=None, loc="upper left")
+    return figure, axes
+
+
+def _speedup(summary: pd.DataFrame):
+    figure, axes = _bars_by_batch(summary, "speedup_vs_pytorch", "speedup (×)", label_fmt="%.1f×")
+    for ax in axes.flat:
+        if ax.axison:
+            ax.axhline(1.0, color="0.2", linewidth=1, linestyle="--")
+    return figure
+
+
+def _throughput(summary: pd.DataFrame):
+    figure, _ = _bars_by_batch(summary, "throughput_seq_per_s", "throughput (sequences/s)", label_fmt="%.0f")
+    return figure
+
+
+def _latency(summary: pd.DataFrame):
+    figure, axes = _bars_by_batch(summary, "p50_ms", "latency per batch (ms, log)", log_scale=True)
+    tags, seqs = _facets(summary)
+    for r, tag in enumerate(tags):
+        for c, seq in enumerate(seqs):
+            ax = axes[r][c]
+            data = summary[(summary["hardware"] == tag) & (summary["sequence_length"] == seq)]
+            variants, batches = _variant_order(data), sorted(data["batch_size"].unique())
+            width = 0.8 / max(len(variants), 1)
+            for j, variant in enumerate(variants):
+                for i, batch in enumerate(batches):
+                    row = data[(data["variant"] == variant) & (data["batch_size"] == batch)]
+                    if row.empty:
+                        continue
+                    x = i - 0.4 + width * (j + 0.5)
+                    p50, p90, p99 = row[["p50_ms", "p90_ms", "p99_ms"]].iloc[0]
+                    ax.vlines(x, p50, p99, color="0.15", linewidth=1)
+                    ax.plot([x], [p90], marker="o", markersize=3, color="0.15")
+    return figure
+
+
+def _memory(summary: pd.DataFrame, artifacts: pd.DataFrame):
+    tags, _ = _facets(summary)
+    figure, axes = _grid(len(tags), 2)
+    palette = _palette()
+    for r, tag in enumerate(tags):
+        data = summary[summary["hardware"] == tag]
+        sizes = _model_sizes(data, artifacts[artifacts["hardware"] == tag] if not artifacts.empty else artifacts)
+        ax = axes[r][0]
+        sns.barplot(data=sizes, x="variant", y="megabytes", hue="variant", palette=palette, ax=ax, legend=False)
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.0f", fontsize=8, padding=1)
+        ax.set_title(f"{tag}: model size (weights in file or in memory)")
+        ax.set_xlabel("")
+        ax.set_ylabel("MB")
+        ax.tick_params(axis="x", rotation=30)
+        ax = axes[r][1]
+        gpu = data["peak_gpu_memory_bytes"].notna().any()
+        column = "peak_gpu_memory_bytes" if gpu else "peak_rss_bytes"
+        shown = data.assign(megabytes=data[column] / _MB)
+        sns.barplot(data=shown, x="batch_size", y="megabytes", hue="variant", hue_order=_variant_order(shown),
+                    palette=palette, ax=ax)
+        ax.set_title(f"{tag}: peak {'GPU memory' if gpu else 'process RSS'} (sequence {shown['sequence_length'].max()})"
+                     if shown["sequence_length"].nunique() == 1 else f"{tag}: peak memory")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("MB")
+        ax.legend(fontsize=8, title=None)
+    return figure
+
+
+def _model_sizes(data: pd.DataFrame, artifacts: pd.DataFrame) -> pd.DataFrame:
+    sizes = data.groupby("variant", as_index=False)["model_bytes"].first()
+    if not artifacts.empty:
+        files = artifacts[["variant", "file_bytes"]].rename(columns={"file_bytes": "model_bytes"})
+        sizes = pd.concat([sizes, files[~files["variant"].isin(sizes["variant"])]], ignore_index=True)
+    sizes["megabytes"] = sizes["model_bytes"] / _MB
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return sizes.sort_values("variant", key=lambda s: s.map(order))
+
+
+def _tradeoff(summary: pd.DataFrame, artifacts: pd.DataFrame):
+    figure, ax = plt.subplots(figsize=(10, 5))
+    smallest = summary[summary["batch_size"] == summary["batch_size"].min()]
+    smallest = smallest[smallest["sequence_length"] == smallest["sequence_length"].max()].copy()
+    # 1 - cosine spans 1e-16 (identical) to 1e-2 (broken): a floor keeps exact matches on the log axis.
+    smallest["drift"] = (1.0 - smallest["parity_min_token_cosine"]).clip(lower=1e-12)
+    smallest["model_mb"] = smallest["model_bytes"] / _MB
+    sns.scatterplot(data=smallest, x="p50_ms", y="drift", hue="variant", hue_order=_variant_order(smallest),
+                    style="hardware", size="model_mb", sizes=(60, 400), palette=_palette(), ax=ax)
+    for row in smallest.itertuples():
+        ax.annotate(f"{row.variant} ({row.hardware})", (row.p50_ms, row.drift), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"median latency at batch {int(smallest['batch_size'].min())}, "
+                  f"sequence {int(smallest['sequence_length'].max())} (ms)")
+    ax.set_ylabel("1 − min per-token cosine vs PyTorch FP32 (log)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return figure
+
+
+def _hardware(summary: pd.DataFrame):
+    seq = int(summary["sequence_length"].max())
+    data = summary[summary["sequence_length"] == seq]
+    batches = sorted(data["batch_size"].unique())
+    figure, axes = _grid(1, len(batches), height=4.2)
+    tags = sorted(data["hardware"].unique())
+    for c, batch in enumerate(batches):
+        ax = axes[0][c]
+        subset = data[data["batch_size"] == batch]
+        sns.barplot(data=subset, x="variant", y="throughput_seq_per_s", hue="hardware", hue_order=tags,
+                    order=_variant_order(subset), palette="Set2", ax=ax)
+        ax.set_yscale("log")
+        ax.set_title(f"batch {batch}, sequence {seq}")
+        ax.set_xlabel("")
+        ax.set_ylabel("sequences/s (log)" if c == 0 else "")
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend(fontsize=8, title=None)
+    if len(tags) == 1:
+        figure.text(0.5, 0.5, f"only '{tags[0]}' has results so far", ha="center", alpha=0.35, fontsize=14)
+    return figure

@@ -1,0 +1,134 @@
+"""What produced a result: library versions, the machine (without its hostname), the code and config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_LIBRARIES = (
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxconverter-common",
+    "numpy",
+    "snakemake",
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        # onnxruntime and onnxruntime-gpu share a module; the module says which one is imported.
+        import onnxruntime
+
+        versions["onnxruntime_module"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set flags that decide matmul speed (AVX-512, VNNI, BF16, AMX)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in wanted if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def gpu_description() -> dict[str, Any]:
+    """GPU name, driver and CUDA version where torch sees a CUDA device; empty otherwise."""
+    try:
+        import torch
+    except ImportError:  # an ONNX Runtime-only environment
+        return {}
+    if not torch.cuda.is_available():
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    info: dict[str, Any] = {
+        "gpu_name": props.name,
+        "gpu_memory_bytes": int(props.total_memory),
+        "gpu_count": torch.cuda.device_count(),
+        "cuda_version": torch.version.cuda,
+    }
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        info["driver_version"] = driver.decode() if isinstance(driver, bytes) else driver
+    except Exception:  # NVML is optional: the name and CUDA version above still hold
+        pass
+    return info
+
+
+def git_commit(repo_dir: str | os.PathLike[str] = ".") -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def config_hash(config: Any) -> str:
+    """A short, order-independent digest of the settings a result depends on."""
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def describe_environment(device: str = "cpu", threads: int | None = None, config: Any = None) -> dict[str, Any]:
+    """Everything a result depends on but its own settings. GPU facts only for `device="cuda"`, so that a
+    CPU job does not import torch just to learn there is no GPU (that would inflate its peak memory)."""
+    env: dict[str, Any] = {
+        "versions": library_versions(),
+        "os": f"{platform.system()} {platform.release()}",
+        "device": device,
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "threads": threads,
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import onnxruntime
+
+        env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        pass
+    if device == "cuda":
+        env.update(gpu_description())
+    if config is not None:
+        env["config_hash"] = config_hash(config)
+    return env

@@ -1,0 +1,85 @@
+"""PyTorch -> ONNX through the SDPA math backend, checked by onnx.checker and against PyTorch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference_bench.inputs import model_input_names, parity_inputs
+from inference_bench.models import ArchitectureFacts, load_torch_model
+from inference_bench.parity import ParityReport, Tolerance, compare_hidden_states
+from inference_bench.reference import OUTPUT_NAME, load_reference, save_reference
+
+log = logging.getLogger(__name__)
+
+
+
+def export_onnx(
+    model_dir: str | Path,
+    onnx_path: str | Path,
+    reference_path: str | Path,
+    opset: int = 17,
+    attn_implementation: str = "eager",
+    tolerance: Tolerance = Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
+    seed: int = 0,
+) -> ParityReport:
+    """Export, check the graph, save PyTorch's outputs on padded inputs, and gate on parity."""
+    import onnx
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model = load_torch_model(model_dir, attn_implementation=attn_implementation)
+    facts = ArchitectureFacts.from_hf_config(model.config)
+    names = model_input_names(model)
+    feeds = parity_inputs(model_dir, facts, names, seed=seed)
+    positional = _PositionalEncoder(model, names)
+    example = tuple(torch.from_numpy(feeds[name]) for name in names)
+
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*names, OUTPUT_NAME]}
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        reference = positional(*example).numpy()
+        torch.onnx.export(
+            positional,
+            example,
+            str(onnx_path),
+            input_names=names,
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(onnx_path))
+    save_reference(reference_path, feeds, reference)
+
+    report = parity_of_onnx(onnx_path, reference_path)
+    log.info("exported %s (opset %d, %s attention): %s", onnx_path, opset, attn_implementation, report)
+    report.check(tolerance, f"ONNX export {onnx_path.name}")
+    return report
+
+
+class _PositionalEncoder(torch.nn.Module):
+    """Takes the inputs positionally (as the TorchScript exporter wants) and returns the last hidden state."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, tensors)), return_dict=True).last_hidden_state
+
+
+def parity_of_onnx(
+    onnx_path: str | Path, reference_path: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+) -> ParityReport:
+    from inference_bench.ort_session import make_session, run_once
+
+    feeds, reference = load_reference(reference_path)
+    session = make_session(onnx_path, providers=providers)
+    output = run_once(session, feeds)
+    return compare_hidden_states(reference, np.asarray(output, dtype=np.float32), feeds["attention_mask"])

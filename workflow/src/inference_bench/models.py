@@ -1,0 +1,200 @@
+"""Hugging Face model directories from the Hub, a local folder or a seeded random initialisation."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from inference_bench.artifacts import file_sha256, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+ModelSource = Literal["hub", "local", "random"]
+
+#: Files a model directory may hold: weights as safetensors only (never a pickle), config, tokenizer.
+ALLOWED_FILE_PATTERNS: tuple[str, ...] = (
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+MANIFEST_NAME = "manifest.json"
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model cannot be obtained; the message says which model and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of `models:` in the config."""
+
+    name: str
+    source: ModelSource = "random"
+    hub_id: str | None = None
+    revision: str = "main"
+    path: str | None = None
+    model_type: str | None = None
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source == "hub" and not self.hub_id:
+            raise ModelSourceError(f"model {self.name!r}: source 'hub' needs 'hub_id'")
+        if self.source == "local" and not self.path:
+            raise ModelSourceError(f"model {self.name!r}: source 'local' needs 'path'")
+        if self.source == "random" and not self.model_type:
+            raise ModelSourceError(f"model {self.name!r}: source 'random' needs 'model_type'")
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> "ModelSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in entry.items() if key in known})
+
+
+@dataclass(frozen=True)
+class ArchitectureFacts:
+    """What the optimizer and the FLOP count need, read from the model's own config."""
+
+    model_type: str
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    intermediate_size: int
+    max_positions: int
+    vocab_size: int
+    pad_token_id: int
+
+    @classmethod
+    def from_hf_config(cls, config: Any) -> "ArchitectureFacts":
+        intermediate = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None)
+        return cls(
+            model_type=config.model_type,
+            num_layers=int(config.num_hidden_layers),
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            intermediate_size=int(intermediate or 4 * config.hidden_size),
+            max_positions=int(config.max_position_embeddings),
+            vocab_size=int(config.vocab_size),
+            pad_token_id=int(config.pad_token_id if config.pad_token_id is not None else 0),
+        )
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path) -> "ArchitectureFacts":
+        """From the manifest download_model wrote (no torch import: transformers' configs pull torch in,
+        which would inflate an ONNX Runtime job's memory), else from config.json through transformers."""
+        manifest = Path(model_dir) / MANIFEST_NAME
+        if manifest.is_file():
+            recorded = read_json(manifest).get("architecture")
+            if recorded:
+                return cls(**recorded)
+        from transformers import AutoConfig
+
+        return cls.from_hf_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+
+
+def prepare_model_dir(spec: ModelSpec, out_dir: str | Path) -> Path:
+    """Fill `out_dir` with config.json, model.safetensors and tokenizer files, plus a sha256 manifest."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.source == "random":
+        _save_random_model(spec, out)
+        origin: dict[str, Any] = {"model_type": spec.model_type, "seed": spec.seed, "overrides": spec.config_overrides}
+    elif spec.source == "local":
+        _copy_allowed_files(_check_local_dir(spec), out)
+        origin = {"path": str(spec.path)}
+    else:
+        snapshot = _download_from_hub(spec)
+        _copy_allowed_files(snapshot, out)
+        origin = {"hub_id": spec.hub_id, "revision": spec.revision, "resolved_snapshot": snapshot.name}
+    _require_weights(out, spec)
+    write_manifest(out, {"name": spec.name, "source": spec.source, **origin})
+    return out
+
+
+def write_manifest(model_dir: Path, origin: dict[str, Any]) -> None:
+    """sha256 of every file, where it came from, and the architecture facts read from its config."""
+    from transformers import AutoConfig
+
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+    facts = ArchitectureFacts.from_hf_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+    write_json_atomic(model_dir / MANIFEST_NAME, {"origin": origin, "architecture": asdict(facts), "files": files})
+
+
+def _save_random_model(spec: ModelSpec, out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.for_model(spec.model_type, **spec.config_overrides)
+    except ValueError as error:
+        raise ModelSourceError(f"model {spec.name!r}: unknown model_type {spec.model_type!r}: {error}") from error
+    torch.manual_seed(spec.seed)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(out, safe_serialization=True)
+    log.info("random %s weights (seed %d) saved to %s", spec.model_type, spec.seed, out)
+
+
+def _check_local_dir(spec: ModelSpec) -> Path:
+    source = Path(spec.path).expanduser()
+    if not source.is_dir():
+        raise ModelSourceError(f"model {spec.name!r}: local path {str(source)!r} is not a directory")
+    if not (source / "config.json").is_file():
+        raise ModelSourceError(f"model {spec.name!r}: {source} has no config.json")
+    return source
+
+
+def _download_from_hub(spec: ModelSpec) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        # The HF cache (HF_HOME / HF_HUB_CACHE) is respected: a cached snapshot is not downloaded again.
+        snapshot = snapshot_download(
+            repo_id=spec.hub_id, revision=spec.revision, allow_patterns=list(ALLOWED_FILE_PATTERNS)
+        )
+    except Exception as error:  # offline, unknown repo, gated: all end the same way for the user
+        raise ModelSourceError(
+            f"model {spec.name!r}: cannot download {spec.hub_id!r} at revision {spec.revision!r} from the "
+            f"Hugging Face Hub ({type(error).__name__}: {error}). Without network, use source: local with a "
+            f"path to the model directory, or source: random with a model_type."
+        ) from error
+    log.info("hub snapshot of %s@%s at %s", spec.hub_id, spec.revision, snapshot)
+    return Path(snapshot)
+
+
+def _copy_allowed_files(source: Path, out: Path) -> None:
+    for pattern in ALLOWED_FILE_PATTERNS:
+        for path in source.glob(pattern):
+            if path.is_file():
+                shutil.copyfile(path, out / path.name)
+
+
+def _require_weights(model_dir: Path, spec: ModelSpec) -> None:
+    if any(model_dir.glob("*.safetensors")):
+        return
+    raise ModelSourceError(
+        f"model {spec.name!r}: no *.safetensors weights found. Pickled weights (pytorch_model.bin) are "
+        f"refused because loading them can run arbitrary code; convert them to safetensors first."
+    )
+
+
+def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager") -> Any:
+    """The encoder (no task head) in eval mode, from safetensors only."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(
+        model_dir, attn_implementation=attn_implementation, use_safetensors=True, trust_remote_code=False
+    )
+    return model.eval()

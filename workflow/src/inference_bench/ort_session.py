@@ -1,0 +1,39 @@
+"""ONNX Runtime sessions with explicit threads and execution providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def make_session(
+    model_path: str | Path,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    threads: int = 0,
+    graph_optimization: str = "ORT_ENABLE_ALL",
+):
+    """A session whose intra-op thread count is `threads` (0: ONNX Runtime's default, one per core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, graph_optimization)
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
+    missing = [p for p in providers if p not in session.get_providers()]
+    if missing:
+        raise RuntimeError(
+            f"ONNX Runtime could not enable {', '.join(missing)} for {model_path}; "
+            f"available here: {', '.join(ort.get_available_providers())}"
+        )
+    return session
+
+
+def run_once(session, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """First output, for feeds restricted to the inputs the graph declares."""
+    declared = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in declared})[0]

@@ -1,0 +1,89 @@
+"""The README's results section, rewritten between marker comments from the committed summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from inference_bench.aggregate import machine_line, markdown_table, sort_variants
+from inference_bench.artifacts import read_json
+from inference_bench.charts import CHARTS
+
+START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"
+END = "<!-- results:end -->"
+
+_COLUMNS = {
+    "variant": "variant",
+    "batch_size": "batch",
+    "sequence_length": "seq",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "throughput_seq_per_s": "seq/s",
+    "speedup_vs_pytorch": "speedup vs pytorch",
+    "peak_mb": "peak MB",
+    "model_mb": "model MB",
+    "parity_min_token_cosine": "min cosine",
+}
+
+
+class MarkerError(ValueError):
+    """The README lacks the marker comments, or has them out of order."""
+
+
+def results_section(summary_paths: Sequence[str | Path], models: Sequence[str], images_dir: str = "images") -> str:
+    parts: list[str] = []
+    for model in models:
+        paths = [Path(p) for p in summary_paths if Path(p).parent.name == model]
+        if not paths:
+            continue
+        tags = sorted(p.parent.parent.name for p in paths)
+        parts.append(f"### {model}\n")
+        for path in sorted(paths, key=lambda p: p.parent.parent.name):
+            parts.append(_tag_block(path))
+        charts = [c for c in CHARTS if c != "hardware" or len(tags) > 1]
+        parts.append(" ".join(f"![{c}]({images_dir}/{model}/{c}.png)" for c in charts) + "\n")
+    return "\n".join(parts)
+
+
+def _tag_block(summary_path: Path) -> str:
+    tag = summary_path.parent.parent.name
+    summary = sort_variants(pd.read_csv(summary_path))
+    env_path = summary_path.parent / "environment.json"
+    environment = read_json(env_path) if env_path.exists() else {}
+    gpu = summary["peak_gpu_memory_bytes"].notna().any()
+    shown = summary.assign(
+        peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
+        model_mb=summary["model_bytes"] / 1e6,
+    )
+    table = shown[list(_COLUMNS)].rename(columns=_COLUMNS)
+    table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}")
+    memory = "peak GPU memory" if gpu else "peak process RSS"
+    return (
+        f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
+        f"parity against PyTorch FP32 on padded inputs.\n\n" + markdown_table(table)
+    )
+
+
+def splice(readme_text: str, section: str) -> str:
+    """Replace what lies between the markers; everything outside them is kept byte for byte."""
+    start, end = readme_text.find(START), readme_text.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise MarkerError(f"README needs the markers\n{START}\n{END}\nin that order")
+    head = readme_text[: start + len(START)]
+    tail = readme_text[end:]
+    return f"{head}\n{section.strip()}\n{tail}"
+
+
+def update_readme(readme_path: str | Path, summary_paths: Sequence[str | Path], models: Sequence[str]) -> bool:
+    """Rewrite the results section; True when the file changed."""
+    path = Path(readme_path)
+    old = path.read_text()
+    new = splice(old, results_section(summary_paths, models))
+    if new != old:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(new)
+        tmp.replace(path)
+    return new != old

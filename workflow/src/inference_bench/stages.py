@@ -1,0 +1,125 @@
+"""Pipeline stages as the rules call them: make an artifact, gate it on parity, write its sidecar."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from inference_bench.artifacts import write_sidecar
+from inference_bench.models import ArchitectureFacts
+from inference_bench.parity import ParityReport, Tolerance
+
+log = logging.getLogger(__name__)
+
+
+class FusionError(RuntimeError):
+    """The optimized graph lacks fusions a BERT-family encoder of this depth should have."""
+
+
+def _gate(onnx_path: str | Path, reference: str | Path, tolerance: dict[str, Any], what: str) -> ParityReport:
+    from inference_bench.export import parity_of_onnx
+
+    report = parity_of_onnx(onnx_path, reference)
+    log.info("%s parity: %s", what, report)
+    report.check(Tolerance.from_config(tolerance), what)
+    return report
+
+
+def export_stage(
+    model_dir: str | Path,
+    onnx_out: str | Path,
+    reference_out: str | Path,
+    opset: int,
+    attn_implementation: str,
+    tolerance: dict[str, Any],
+) -> None:
+    from inference_bench.export import export_onnx
+
+    report = export_onnx(
+        model_dir, onnx_out, reference_out, opset=opset, attn_implementation=attn_implementation,
+        tolerance=Tolerance.from_config(tolerance),
+    )
+    write_sidecar(
+        onnx_out, stage="export_onnx", opset=opset, attn_implementation=attn_implementation, parity=report.as_dict()
+    )
+
+
+def optimize_stage(
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    model_dir: str | Path,
+    reference: str | Path,
+    opt_level: int,
+    require_full_fusion: bool,
+    tolerance: dict[str, Any],
+) -> dict[str, int]:
+    from inference_bench.optimize import expected_fusions, fusion_shortfall, optimize_onnx
+
+    facts = ArchitectureFacts.from_model_dir(model_dir)
+    counts = optimize_onnx(onnx_in, onnx_out, facts, opt_level=opt_level)
+    shortfall = fusion_shortfall(counts, facts)
+    if shortfall and require_full_fusion:
+        missing = ", ".join(f"{op} {found}/{want}" for op, (found, want) in shortfall.items())
+        raise FusionError(
+            f"{Path(onnx_out).name}: incomplete fusion for a {facts.num_layers}-layer {facts.model_type} "
+            f"(found/expected: {missing}); set optimize.require_full_fusion: false to accept it"
+        )
+    if shortfall:
+        log.warning("incomplete fusion accepted by config: %s", shortfall)
+    report = _gate(onnx_out, reference, tolerance, f"optimized {Path(onnx_out).name}")
+    write_sidecar(
+        onnx_out,
+        stage="optimize_ort",
+        source=Path(onnx_in).name,
+        opt_level=opt_level,
+        fused_operators=counts,
+        expected_fusions=expected_fusions(facts),
+        fusion_shortfall={op: {"found": f, "expected": w} for op, (f, w) in shortfall.items()},
+        parity=report.as_dict(),
+    )
+    return counts
+
+
+def fp16_stage(
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    reference: str | Path,
+    keep_io_types: bool,
+    op_block_list: Sequence[str],
+    tolerance: dict[str, Any],
+) -> None:
+    from inference_bench.convert import convert_to_fp16
+
+    convert_to_fp16(onnx_in, onnx_out, keep_io_types=keep_io_types, op_block_list=op_block_list)
+    report = _gate(onnx_out, reference, tolerance, f"FP16 {Path(onnx_out).name}")
+    write_sidecar(
+        onnx_out,
+        stage="convert_fp16",
+        source=Path(onnx_in).name,
+        keep_io_types=keep_io_types,
+        op_block_list=list(op_block_list),
+        parity=report.as_dict(),
+    )
+
+
+def int8_stage(
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    reference: str | Path,
+    per_channel: bool,
+    reduce_range: bool,
+    tolerance: dict[str, Any],
+) -> None:
+    from inference_bench.convert import quantize_to_int8
+
+    quantize_to_int8(onnx_in, onnx_out, per_channel=per_channel, reduce_range=reduce_range)
+    report = _gate(onnx_out, reference, tolerance, f"INT8 {Path(onnx_out).name}")
+    write_sidecar(
+        onnx_out,
+        stage="quantize_int8",
+        source=Path(onnx_in).name,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        parity=report.as_dict(),
+    )
