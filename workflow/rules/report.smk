@@ -30,7 +30,6 @@ rule charts:
         "logs/charts.log",
     params:
         models=list(MODELS),
-        images_dir="images",
     conda:
         "../../envs/report.yaml"
     script:

@@ -88,14 +88,28 @@ def artifact_table(sidecar_paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown_table(frame: pd.DataFrame, float_format: str = "{:.3g}") -> str:
+def format_number(value: float) -> str:
+    """Three significant figures without scientific notation for the sizes a table shows."""
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 0.01 or magnitude == 0:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub markdown table (pandas' to_markdown would add a dependency for this one use)."""
 
     def cell(value: Any) -> str:
         if value is None or (isinstance(value, float) and pd.isna(value)):
             return "–"
         if isinstance(value, float):
-            return float_format.format(value)
+            return format_number(value)
         return str(value)
 
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
@@ -127,7 +141,7 @@ def machine_line(environment: dict[str, Any]) -> str:
         f"{name} {versions[name]}" for name in ("torch", "onnxruntime", "transformers") if name in versions
     )
     threads = environment.get("threads")
-    return f"{device}, {threads} threads; measured {str(environment.get('date', ''))[:10]}; {libs}"
+    return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}; {libs}"
 
 
 def aggregate(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -53,7 +54,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
         "throughput": _throughput,
         "latency": _latency,
         "memory": lambda s: _memory(s, artifacts),
-        "tradeoff": lambda s: _tradeoff(s, artifacts),
+        "tradeoff": _tradeoff,
         "hardware": _hardware,
     }
     written = []
@@ -78,6 +79,19 @@ _TITLES = {
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
     "hardware": "throughput across hardware tags",
 }
+
+
+_PLAIN_NUMBERS = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+
+
+def _log_axis(ax) -> None:
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PLAIN_NUMBERS)
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(fontsize=8, title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _caption(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]) -> str:
@@ -124,11 +138,11 @@ def _bars_by_batch(summary: pd.DataFrame, y: str, ylabel: str, log_scale: bool =
                 for container in ax.containers:
                     ax.bar_label(container, fmt=label_fmt, fontsize=7, padding=1)
             if log_scale:
-                ax.set_yscale("log")
+                _log_axis(ax)
             ax.set_title(f"{tag}, sequence {seq}")
             ax.set_xlabel("batch size")
             ax.set_ylabel(ylabel)
-            ax.legend(fontsize=8, title=None, loc="upper left")
+            _legend_outside(ax)
     return figure, axes
 
 
@@ -191,7 +205,7 @@ def _memory(summary: pd.DataFrame, artifacts: pd.DataFrame):
                      if shown["sequence_length"].nunique() == 1 else f"{tag}: peak memory")
         ax.set_xlabel("batch size")
         ax.set_ylabel("MB")
-        ax.legend(fontsize=8, title=None)
+        _legend_outside(ax)
     return figure
 
 
@@ -205,23 +219,26 @@ def _model_sizes(data: pd.DataFrame, artifacts: pd.DataFrame) -> pd.DataFrame:
     return sizes.sort_values("variant", key=lambda s: s.map(order))
 
 
-def _tradeoff(summary: pd.DataFrame, artifacts: pd.DataFrame):
+def _tradeoff(summary: pd.DataFrame):
     figure, ax = plt.subplots(figsize=(10, 5))
     smallest = summary[summary["batch_size"] == summary["batch_size"].min()]
     smallest = smallest[smallest["sequence_length"] == smallest["sequence_length"].max()].copy()
-    # 1 - cosine spans 1e-16 (identical) to 1e-2 (broken): a floor keeps exact matches on the log axis.
-    smallest["drift"] = (1.0 - smallest["parity_min_token_cosine"]).clip(lower=1e-12)
-    smallest["model_mb"] = smallest["model_bytes"] / _MB
+    # Max abs difference spans 1e-7 (FP32 rounding) to 1e-1 (INT8): a log axis shows both; the floor keeps
+    # an exact match on it.
+    smallest["drift"] = smallest["parity_max_abs_diff"].clip(lower=1e-9)
     sns.scatterplot(data=smallest, x="p50_ms", y="drift", hue="variant", hue_order=_variant_order(smallest),
-                    style="hardware", size="model_mb", sizes=(60, 400), palette=_palette(), ax=ax)
+                    style="hardware", s=140, palette=_palette(), ax=ax)
     for row in smallest.itertuples():
-        ax.annotate(f"{row.variant} ({row.hardware})", (row.p50_ms, row.drift), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+        ax.annotate(f"{row.variant} ({row.hardware}, {row.model_bytes / _MB:.0f} MB)", (row.p50_ms, row.drift),
+                    textcoords="offset points", xytext=(7, 5), fontsize=8)
     ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_PLAIN_NUMBERS)
+    ax.xaxis.set_minor_formatter(_PLAIN_NUMBERS)
     ax.set_xlabel(f"median latency at batch {int(smallest['batch_size'].min())}, "
-                  f"sequence {int(smallest['sequence_length'].max())} (ms)")
-    ax.set_ylabel("1 − min per-token cosine vs PyTorch FP32 (log)")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+                  f"sequence {int(smallest['sequence_length'].max())} (ms, log)")
+    ax.set_ylabel("max abs difference from PyTorch FP32\n(last hidden state, padded inputs; log)")
+    _legend_outside(ax)
     return figure
 
 
@@ -236,7 +253,7 @@ def _hardware(summary: pd.DataFrame):
         subset = data[data["batch_size"] == batch]
         sns.barplot(data=subset, x="variant", y="throughput_seq_per_s", hue="hardware", hue_order=tags,
                     order=_variant_order(subset), palette="Set2", ax=ax)
-        ax.set_yscale("log")
+        _log_axis(ax)
         ax.set_title(f"batch {batch}, sequence {seq}")
         ax.set_xlabel("")
         ax.set_ylabel("sequences/s (log)" if c == 0 else "")

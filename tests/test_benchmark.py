@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+
+from inference_bench.artifacts import write_json_atomic
+from inference_bench.benchmark.run import BenchmarkJob, HardwareMismatchError, HardwareTag, run_benchmark
+from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
+
+FAST = TimingSettings(warmup_iterations=1, min_iterations=4, min_duration_s=0.05)
+CPU = HardwareTag(name="cpu", device="cpu", description="test CPU")
+RESULT_FIELDS = {
+    "hardware", "model", "variant", "batch_size", "sequence_length", "threads", "iterations", "mean_ms", "p50_ms",
+    "p90_ms", "p95_ms", "p99_ms", "std_ms", "throughput_seq_per_s", "peak_rss_bytes", "peak_gpu_memory_bytes",
+    "model_bytes", "parity", "latencies_ms", "environment",
+}
+ENV_FIELDS = {"versions", "cpu_model", "threads", "git_commit", "date", "onnxruntime_providers", "config_hash"}
+
+
+def _job(paths, variant, onnx=None, **kwargs):
+    return BenchmarkJob(
+        hardware=kwargs.pop("hardware", CPU), model="tiny", variant=variant, batch_size=2, sequence_length=16,
+        model_dir=str(paths["model_dir"]), reference_path=str(paths["reference"]),
+        onnx_path=str(onnx) if onnx else None, timing=FAST, threads=1, **kwargs,
+    )
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "onnx-fp32"])
+def test_benchmark_record_has_every_field_and_sane_values(tiny_exports, variant):
+    paths = tiny_exports["distilbert"]
+    record = run_benchmark(_job(paths, variant, paths["onnx"] if variant != "pytorch" else None),
+                           config_for_hash={"k": 1})
+    assert RESULT_FIELDS <= set(record)
+    assert ENV_FIELDS <= set(record["environment"])
+    assert record["iterations"] == len(record["latencies_ms"]) >= FAST.min_iterations
+    assert 0 < record["min_ms"] <= record["p50_ms"] <= record["p90_ms"] <= record["p99_ms"] <= record["max_ms"]
+    assert record["throughput_seq_per_s"] == pytest.approx(2000 / record["mean_ms"])
+    assert record["peak_rss_bytes"] > 10e6
+    assert record["peak_gpu_memory_bytes"] is None
+    assert record["model_bytes"] > 1e6
+    assert record["parity"]["min_token_cosine"] > 0.9999
+    assert record["threads"] == 1
+    json.dumps(record)  # serializable as written
+
+
+def test_cuda_tag_without_a_gpu_refuses_before_measuring(tiny_exports):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    tag = HardwareTag(name="h100", device="cuda", gpu_name_contains="H100")
+    with pytest.raises(HardwareMismatchError, match="'h100' needs a CUDA GPU.*--config hardware="):
+        run_benchmark(_job(tiny_exports["bert"], "pytorch", hardware=tag))
+
+
+def test_unknown_variant_is_refused(tiny_exports):
+    with pytest.raises(ValueError, match="unknown variant 'onnx-int4'"):
+        _job(tiny_exports["bert"], "onnx-int4")
+
+
+def test_timing_stops_at_both_minimums():
+    calls = []
+    latencies = time_calls(lambda: calls.append(1), TimingSettings(warmup_iterations=3, min_iterations=7,
+                                                                      min_duration_s=0.0))
+    assert len(latencies) == 7 and len(calls) == 10
+    latencies = time_calls(lambda: None, TimingSettings(warmup_iterations=0, min_iterations=1, min_duration_s=0.05))
+    assert len(latencies) > 1
+
+
+def test_latency_statistics_on_known_samples():
+    stats = latency_statistics([float(v) for v in range(1, 101)], batch_size=4)
+    assert stats["p50_ms"] == pytest.approx(50.5)
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["mean_ms"] == pytest.approx(50.5)
+    assert stats["std_ms"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert stats["throughput_seq_per_s"] == pytest.approx(4000 / 50.5)
+
+
+def test_result_files_are_written_whole(tmp_path):
+    target = tmp_path / "r.json"
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"bad": object()})
+    assert not target.exists() and not list(tmp_path.iterdir())
+    write_json_atomic(target, {"ok": np.float32(1.5)})
+    assert json.loads(target.read_text()) == {"ok": 1.5}
+
+
+@pytest.mark.gpu
+def test_cuda_runners_time_on_device(tiny_exports):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    paths = tiny_exports["distilbert"]
+    tag = HardwareTag(name="gpu", device="cuda")
+    for variant in ("pytorch", "pytorch-fp16"):
+        record = run_benchmark(_job(paths, variant, hardware=tag))
+        assert record["peak_gpu_memory_bytes"] > 0
+        assert record["parity"]["min_token_cosine"] > 0.999

@@ -1,0 +1,59 @@
+"""Conda environments: they parse, pin what pyproject.toml pins, and every rule names one."""
+
+import re
+import tomllib
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from conftest import ROOT
+
+ENVS = sorted((ROOT / "envs").glob("*.yaml"))
+RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
+
+
+def _pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    return {Requirement(r).name: str(Requirement(r).specifier) for r in requirements}
+
+
+def _pip_requirements(env_file):
+    env = yaml.safe_load(env_file.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return env, [Requirement(line) for line in pip if not line.startswith("-")]
+
+
+@pytest.mark.parametrize("env_file", ENVS, ids=lambda p: p.name)
+def test_env_parses_and_pins_match_pyproject(env_file):
+    env, requirements = _pip_requirements(env_file)
+    assert env["name"] and "conda-forge" in env["channels"]
+    assert "python=3.11" in env["dependencies"]
+    pins = _pyproject_pins()
+    assert requirements
+    for requirement in requirements:
+        assert requirement.name in pins, f"{env_file.name}: {requirement.name} is not in pyproject.toml"
+        assert str(requirement.specifier) == pins[requirement.name], f"{env_file.name}: {requirement}"
+
+
+def test_cpu_and_gpu_onnxruntime_never_share_an_env():
+    for env_file in ENVS:
+        names = {r.name for r in _pip_requirements(env_file)[1]}
+        assert not {"onnxruntime", "onnxruntime-gpu"} <= names
+
+
+def test_every_rule_names_an_existing_conda_env():
+    rules = 0
+    for rule_file in RULE_FILES:
+        text = rule_file.read_text()
+        for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", text, flags=re.M):
+            rules += 1
+            body = match.group(2)
+            assert "conda:" in body, f"rule {match.group(1)} has no conda env"
+            env = re.search(r"conda:\n\s+(\S+)", body).group(1)
+            if env.startswith('"'):
+                assert (rule_file.parent / env.strip('"')).resolve().is_file(), env
+            else:
+                assert env == "BENCH_ENV"
+    assert rules >= 8

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from conftest import MODEL_TYPES, tiny_spec
+from inference_bench.models import ArchitectureFacts, ModelSourceError, ModelSpec, prepare_model_dir
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_random_source_writes_safetensors_and_manifest(tiny_models, model_type):
+    model_dir = tiny_models[model_type]
+    assert (model_dir / "config.json").is_file()
+    assert (model_dir / "model.safetensors").is_file()
+    assert not list(model_dir.glob("*.bin"))
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["origin"]["source"] == "random"
+    assert set(manifest["files"]) == {"config.json", "model.safetensors"}
+    assert len(manifest["files"]["model.safetensors"]["sha256"]) == 64
+    facts = ArchitectureFacts.from_model_dir(model_dir)
+    assert (facts.model_type, facts.num_layers, facts.num_heads, facts.hidden_size) == (model_type, 2, 2, 32)
+
+
+def test_random_weights_are_seeded(tmp_path):
+    first = prepare_model_dir(tiny_spec("bert", seed=3), tmp_path / "a")
+    again = prepare_model_dir(tiny_spec("bert", seed=3), tmp_path / "b")
+    other = prepare_model_dir(tiny_spec("bert", seed=4), tmp_path / "c")
+    digest = lambda d: json.loads((d / "manifest.json").read_text())["files"]["model.safetensors"]["sha256"]  # noqa: E731
+    assert digest(first) == digest(again) != digest(other)
+
+
+def test_distilbert_defaults_have_the_real_checkpoint_shape(tmp_path):
+    from transformers import AutoConfig
+
+    facts = ArchitectureFacts.from_hf_config(AutoConfig.for_model("distilbert"))
+    assert (facts.num_layers, facts.num_heads, facts.hidden_size, facts.intermediate_size) == (6, 12, 768, 3072)
+
+
+def test_local_source_copies_allowed_files_only(tiny_models, tmp_path):
+    source = tmp_path / "downloaded"
+    source.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (source / name).write_bytes((tiny_models["bert"] / name).read_bytes())
+    (source / "pytorch_model.bin").write_bytes(b"pickle")
+    (source / "modeling_evil.py").write_text("import os")
+    out = prepare_model_dir(ModelSpec(name="local", source="local", path=str(source)), tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
+
+
+def test_local_source_missing_directory(tmp_path):
+    spec = ModelSpec(name="gone", source="local", path=str(tmp_path / "nowhere"))
+    with pytest.raises(ModelSourceError, match="'gone'.*is not a directory"):
+        prepare_model_dir(spec, tmp_path / "out")
+
+
+def test_local_source_with_pickle_weights_only_is_refused(tiny_models, tmp_path):
+    source = tmp_path / "pickled"
+    source.mkdir()
+    (source / "config.json").write_bytes((tiny_models["bert"] / "config.json").read_bytes())
+    (source / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelSourceError, match="no \\*.safetensors.*convert them to safetensors"):
+        prepare_model_dir(ModelSpec(name="pickled", source="local", path=str(source)), tmp_path / "out")
+
+
+def test_hub_unreachable_says_what_to_use_instead(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    spec = ModelSpec(name="hubbed", source="hub", hub_id="distilbert/distilbert-base-uncased", revision="main")
+    with pytest.raises(ModelSourceError, match="source: local.*source: random"):
+        prepare_model_dir(spec, tmp_path / "out")
+
+
+def test_spec_requires_the_key_its_source_needs():
+    with pytest.raises(ModelSourceError, match="needs 'hub_id'"):
+        ModelSpec(name="x", source="hub")

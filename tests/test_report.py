@@ -1,0 +1,62 @@
+"""Charts and the README section, from summaries written by hand for two hardware tags."""
+
+import json
+
+import pytest
+
+from test_aggregate import record
+from inference_bench.aggregate import summarize
+from inference_bench.charts import CHARTS, draw_charts
+from inference_bench.readme import END, START, MarkerError, splice, update_readme
+
+
+@pytest.fixture
+def two_tags(tmp_path):
+    paths = []
+    for tag, scale in (("cpu", 1.0), ("t4", 0.05)):
+        folder = tmp_path / "results" / tag / "m"
+        folder.mkdir(parents=True)
+        records = [record(v, b, p * b**0.8 * scale, hardware=tag) for v, p in
+                   (("pytorch", 60.0), ("onnx-fp32", 30.0), ("ort-int8", 12.0)) for b in (1, 16)]
+        summarize(records).to_csv(folder / "summary.csv", index=False)
+        (folder / "artifacts.csv").write_text("variant,file_bytes\nonnx-fp16,133000000\n")
+        (folder / "environment.json").write_text(json.dumps(records[0]["environment"]))
+        paths.append(folder / "summary.csv")
+    return paths
+
+
+def test_every_chart_is_a_nonempty_png(two_tags, tmp_path):
+    written = draw_charts(two_tags, "m", tmp_path / "images")
+    assert [p.stem for p in written] == list(CHARTS)
+    for path in written:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nIntro text.\n\n", "\n\n## After\nkept as is\n"
+    readme.write_text(f"{before}{START}\nold table\n{END}{after}")
+    assert update_readme(readme, two_tags, ["m"])
+    first = readme.read_text()
+    assert first.startswith(before + START) and first.endswith(END + after)
+    assert "old table" not in first
+    assert "**cpu**" in first and "**t4**" in first and "images/m/hardware.png" in first
+    assert "| ort-int8 | 1 | 128 |" in first
+    assert not update_readme(readme, two_tags, ["m"])
+    assert readme.read_text() == first
+
+
+def test_single_tag_readme_has_no_hardware_comparison(two_tags, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    update_readme(readme, two_tags[:1], ["m"])
+    assert "images/m/speedup.png" in readme.read_text()
+    assert "hardware.png" not in readme.read_text()
+
+
+def test_missing_markers_are_an_error():
+    with pytest.raises(MarkerError, match="markers"):
+        splice("# no markers here\n", "table")
+    with pytest.raises(MarkerError):
+        splice(f"{END}\n{START}\n", "table")

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from inference_bench.models import ArchitectureFacts
+from inference_bench.optimize import expected_fusions
+from inference_bench.stages import FusionError, fp16_stage, int8_stage, optimize_stage
+
+FP32 = {"max_abs_diff": 1e-3, "min_cosine": 0.99999}
+
+
+def _sidecar(path):
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "bert"])
+def test_optimize_fuses_every_layer(tiny_exports, tmp_path, model_type):
+    paths = tiny_exports[model_type]
+    out = tmp_path / "ort-fp32.onnx"
+    counts = optimize_stage(paths["onnx"], out, paths["model_dir"], paths["reference"], opt_level=0,
+                            require_full_fusion=True, tolerance=FP32)
+    facts = ArchitectureFacts.from_model_dir(paths["model_dir"])
+    assert counts["EmbedLayerNormalization"] == 1
+    assert counts["Attention"] == facts.num_layers
+    assert counts["SkipLayerNormalization"] == 2 * facts.num_layers
+    sidecar = _sidecar(out)
+    assert sidecar["fused_operators"] == counts
+    assert sidecar["fusion_shortfall"] == {}
+    assert sidecar["expected_fusions"] == expected_fusions(facts)
+
+
+def test_incomplete_fusion_fails_naming_the_operator(tiny_exports, tmp_path):
+    # RoBERTa's position ids (computed from input_ids) keep EmbedLayerNormalization from fusing.
+    paths = tiny_exports["roberta"]
+    with pytest.raises(FusionError, match=r"EmbedLayerNormalization 0/1.*require_full_fusion"):
+        optimize_stage(paths["onnx"], tmp_path / "ort.onnx", paths["model_dir"], paths["reference"], opt_level=0,
+                       require_full_fusion=True, tolerance=FP32)
+    optimize_stage(paths["onnx"], tmp_path / "ort.onnx", paths["model_dir"], paths["reference"], opt_level=0,
+                   require_full_fusion=False, tolerance=FP32)
+    assert _sidecar(tmp_path / "ort.onnx")["fusion_shortfall"]["EmbedLayerNormalization"] == {
+        "found": 0, "expected": 1}
+
+
+def test_fp16_halves_the_file_and_keeps_fp32_io(tiny_exports, tmp_path):
+    import onnx
+
+    paths = tiny_exports["distilbert"]
+    out = tmp_path / "onnx-fp16.onnx"
+    fp16_stage(paths["onnx"], out, paths["reference"], keep_io_types=True, op_block_list=[],
+               tolerance={"max_abs_diff": 0.05, "min_cosine": 0.999})
+    sidecar = _sidecar(out)
+    assert sidecar["file_bytes"] < 0.6 * paths["onnx"].stat().st_size
+    assert sidecar["parity"]["min_token_cosine"] > 0.999
+    graph = onnx.load(str(out)).graph
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
+
+
+def test_int8_quantizes_the_fused_model(tiny_exports, tmp_path):
+    paths = tiny_exports["bert"]
+    fused = tmp_path / "ort-fp32.onnx"
+    optimize_stage(paths["onnx"], fused, paths["model_dir"], paths["reference"], opt_level=0,
+                   require_full_fusion=True, tolerance=FP32)
+    out = tmp_path / "ort-int8.onnx"
+    int8_stage(fused, out, paths["reference"], per_channel=False, reduce_range=False,
+               tolerance={"max_abs_diff": None, "min_cosine": 0.99})
+    sidecar = _sidecar(out)
+    assert sidecar["file_bytes"] < 0.5 * fused.stat().st_size
+    assert 0.99 < sidecar["parity"]["min_token_cosine"] < 1.0
+
+
+def test_int8_past_threshold_fails(tiny_exports, tmp_path):
+    from inference_bench.parity import ParityError
+
+    paths = tiny_exports["bert"]
+    with pytest.raises(ParityError, match="INT8 .*min per-token cosine"):
+        int8_stage(paths["onnx"], tmp_path / "q.onnx", paths["reference"], per_channel=False, reduce_range=False,
+                   tolerance={"max_abs_diff": None, "min_cosine": 0.9999999})

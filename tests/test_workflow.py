@@ -1,0 +1,122 @@
+"""The real snakemake on a tiny config in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
+README = "# Project\n\nkept\n\n<!-- results:start -->\n<!-- results:end -->\n\nkept too\n"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def make_project(root: Path, config: dict | None = None) -> Path:
+    for name in ("Snakefile", "workflow", "envs"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text(
+        yaml.safe_dump(config) if config is not None else TINY_CONFIG.read_text()
+    )
+    (root / "README.md").write_text(README.replace("<!-- results:start -->", _start_marker()))
+    return root
+
+
+def _start_marker() -> str:
+    sys.path.insert(0, str(ROOT / "workflow" / "src"))
+    from inference_bench.readme import START
+
+    return START
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("project"))
+    snakemake(project)
+    return project
+
+
+def test_every_artifact_and_sidecar(finished_run):
+    onnx_dir = finished_run / "results/models/tiny-distilbert/onnx"
+    for variant in ("onnx-fp32", "onnx-fp16", "ort-fp32", "ort-fp16", "ort-int8"):
+        sidecar = json.loads((onnx_dir / f"{variant}.json").read_text())
+        assert sidecar["file_bytes"] == (onnx_dir / f"{variant}.onnx").stat().st_size
+        assert sidecar["parity"]["min_token_cosine"] > 0.99
+        assert "onnxruntime" in sidecar["versions"]
+    assert json.loads((onnx_dir / "ort-fp32.json").read_text())["fused_operators"]["Attention"] == 2
+    assert (finished_run / "results/models/tiny-distilbert/hf/manifest.json").is_file()
+    assert (finished_run / "logs/models/tiny-distilbert/export_onnx.log").stat().st_size > 0
+
+
+def test_benchmarks_summary_charts_and_readme(finished_run):
+    summary = pd.read_csv(finished_run / "results/cpu/tiny-distilbert/summary.csv")
+    assert len(summary) == 4 * 2  # variants x batch sizes, one sequence length
+    assert set(summary["variant"]) == {"pytorch", "onnx-fp32", "ort-fp32", "ort-int8"}
+    assert (summary.loc[summary["variant"] == "pytorch", "speedup_vs_pytorch"] == 1.0).all()
+    bench = json.loads((finished_run / "results/cpu/tiny-distilbert/bench/ort-int8/b2_s16.json").read_text())
+    assert bench["batch_size"] == 2 and bench["sequence_length"] == 16 and bench["threads"] == 1
+    for chart in ("speedup", "throughput", "latency", "memory", "tradeoff", "hardware"):
+        assert (finished_run / f"images/tiny-distilbert/{chart}.png").stat().st_size > 10_000
+    assert (finished_run / "results/readme.stamp").exists()
+    readme = (finished_run / "README.md").read_text()
+    assert readme.startswith("# Project\n\nkept\n\n") and readme.endswith("<!-- results:end -->\n\nkept too\n")
+    assert "| ort-int8 | 2 | 16 |" in readme
+
+
+def test_second_run_has_nothing_to_do(finished_run):
+    result = snakemake(finished_run, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"hardware": "tpu"}, "config error at hardware: 'tpu' is not a declared hardware tag"),
+        ({"benchmark": {"batch_sizes": [0]}}, "config error at benchmark.batch_sizes[0]: 0 is not valid"),
+        ({"exprot": {}}, "config error: unknown key 'exprot' (did you mean 'export'?)"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, override, expected):
+    project = make_project(tmp_path)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(override))
+    result = snakemake(project, "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_default_config_plans_the_full_chain(tmp_path):
+    project = make_project(tmp_path, yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    result = snakemake(project, "--dry-run", "--quiet", "rules")
+    assert _job_counts(result.stdout) == {
+        "download_model": 1, "export_onnx": 1, "optimize_ort": 1, "convert_fp16": 2, "quantize_int8": 1,
+        "benchmark": 4 * 3, "aggregate": 1, "charts": 1, "readme": 1, "all": 1, "total": 22,
+    }
+
+
+def _job_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
