@@ -12,6 +12,7 @@ def record(variant, batch, p50, hardware="cpu", seq=128):
         "batch_size": batch, "sequence_length": seq, "threads": 2, "iterations": 10, "mean_ms": p50 * 1.1,
         "p50_ms": p50, "p90_ms": p50 * 1.2, "p95_ms": p50 * 1.3, "p99_ms": p50 * 1.5, "std_ms": 0.1,
         "min_ms": p50 * 0.9, "max_ms": p50 * 2, "throughput_seq_per_s": batch * 1000 / (p50 * 1.1),
+        "flops_per_batch": batch * 11e9, "achieved_gflops": batch * 11e9 / p50 / 1e6,
         "peak_rss_bytes": 5e8, "peak_gpu_memory_bytes": None, "model_bytes": 2.6e8,
         "parity": {"max_abs_diff": 1e-6, "min_token_cosine": 0.9999999, "mean_token_cosine": 1.0},
         "latencies_ms": [p50] * 10, "environment": {"date": "2026-11-26T00:00:00+00:00", "threads": 2,
@@ -30,6 +31,19 @@ def test_speedup_is_pytorch_median_over_variant_median():
     assert by_key[("pytorch", 1)] == pytest.approx(1.0)
     assert list(summary["variant"]) == ["pytorch", "pytorch", "onnx-fp32", "ort-int8", "ort-int8"]
     assert summary.loc[0, "parity_min_token_cosine"] == pytest.approx(0.9999999)
+
+
+def test_share_of_peak_uses_the_peak_of_the_variant_precision():
+    records = [record("pytorch", 1, 50.0), record("ort-int8", 1, 10.0)]
+    for rec in records:
+        rec["flops_per_batch"] = 10e9
+        rec["achieved_gflops"] = 10e9 / (rec["p50_ms"] / 1000) / 1e9
+    summary = summarize(records, {"fp32": 400.0, "int8": 2000.0}).set_index("variant")
+    assert summary.loc["pytorch", "achieved_gflops"] == pytest.approx(200.0)
+    assert summary.loc["pytorch", "share_of_peak"] == pytest.approx(0.5)
+    assert summary.loc["ort-int8", "peak_gflops"] == 2000.0
+    assert summary.loc["ort-int8", "share_of_peak"] == pytest.approx(0.5)
+    assert summarize(records)["share_of_peak"].isna().all()
 
 
 def test_speedup_is_per_hardware_and_missing_without_a_baseline():

@@ -97,3 +97,36 @@ def test_cuda_runners_time_on_device(tiny_exports):
         record = run_benchmark(_job(paths, variant, hardware=tag))
         assert record["peak_gpu_memory_bytes"] > 0
         assert record["parity"]["min_token_cosine"] > 0.999
+
+
+def test_flops_of_distilbert_base_at_batch_1_sequence_128():
+    from transformers import AutoConfig
+
+    from inference_bench.flops import encoder_flops
+    from inference_bench.models import ArchitectureFacts
+
+    facts = ArchitectureFacts.from_hf_config(AutoConfig.for_model("distilbert"))
+    # 6 layers x 2 x 128 tokens x (4*768^2 + 2*128*768 + 2*768*3072): about 11.2 GFLOP.
+    assert encoder_flops(facts, 1, 128) == 6 * 2 * 128 * (4 * 768**2 + 2 * 128 * 768 + 2 * 768 * 3072)
+    assert encoder_flops(facts, 32, 128) == 32 * encoder_flops(facts, 1, 128)
+
+
+@pytest.mark.parametrize("variant", ["pytorch-bf16", "pytorch-compile"])
+def test_stronger_pytorch_baselines(tiny_exports, variant):
+    from inference_bench.environment import cpu_flags
+
+    if variant == "pytorch-bf16" and not {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
+        pytest.skip("this CPU has no BF16 instructions")
+    record = run_benchmark(_job(tiny_exports["bert"], variant))
+    assert record["variant"] == variant and record["p50_ms"] > 0
+    assert record["parity"]["min_token_cosine"] > 0.99
+    if variant == "pytorch-bf16":
+        assert record["model_bytes"] < 0.6 * run_benchmark(_job(tiny_exports["bert"], "pytorch"))["model_bytes"]
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16(tiny_exports, monkeypatch):
+    import inference_bench.environment
+
+    monkeypatch.setattr(inference_bench.environment, "cpu_flags", lambda: ["avx2"])
+    with pytest.raises(ValueError, match="pytorch-bf16 needs a CPU with avx512_bf16 or AMX"):
+        run_benchmark(_job(tiny_exports["bert"], "pytorch-bf16"))

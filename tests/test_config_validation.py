@@ -43,7 +43,7 @@ def test_minimal_config_fills_every_section():
         (lambda c: c["benchmark"].update(batchsizes=[1]), ["'batchsizes'", "did you mean 'batch_sizes'", "benchmark"]),
         (lambda c: c.update(modles=[]), ["'modles'", "top level"]),
         (lambda c: c["export"].update(opset="17"), ["export.opset", "'17'"]),
-        (lambda c: c["hardware_tags"]["cpu"]["variants"].append("ort-int4"), ["variants[4]", "'ort-int4'"]),
+        (lambda c: c["hardware_tags"]["cpu"]["variants"].append("ort-int4"), ["hardware_tags.cpu.variants[", "'ort-int4'"]),
         (lambda c: c.update(hardware="tpu"), ["hardware", "'tpu'", "cpu"]),
         (lambda c: c["models"][0].update(source="hub", hub_id=None), ["models[0].hub_id", "None"]),
         (lambda c: c["models"][0].update(source="local"), ["models[0]", "'path'"]),

@@ -18,7 +18,7 @@ def two_tags(tmp_path):
         folder.mkdir(parents=True)
         records = [record(v, b, p * b**0.8 * scale, hardware=tag) for v, p in
                    (("pytorch", 60.0), ("onnx-fp32", 30.0), ("ort-int8", 12.0)) for b in (1, 16)]
-        summarize(records).to_csv(folder / "summary.csv", index=False)
+        summarize(records, {"fp32": 500.0 / scale, "int8": 1500.0 / scale}).to_csv(folder / "summary.csv", index=False)
         (folder / "artifacts.csv").write_text("variant,file_bytes\nonnx-fp16,133000000\n")
         (folder / "environment.json").write_text(json.dumps(records[0]["environment"]))
         paths.append(folder / "summary.csv")
@@ -43,6 +43,7 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     assert "old table" not in first
     assert "**cpu**" in first and "**t4**" in first and "images/m/hardware.png" in first
     assert "| ort-int8 | 1 | 128 |" in first
+    assert "% of peak" in first and "images/m/efficiency.png" in first
     assert not update_readme(readme, two_tags, ["m"])
     assert readme.read_text() == first
 

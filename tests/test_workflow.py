@@ -74,7 +74,7 @@ def test_benchmarks_summary_charts_and_readme(finished_run):
     assert (summary.loc[summary["variant"] == "pytorch", "speedup_vs_pytorch"] == 1.0).all()
     bench = json.loads((finished_run / "results/cpu/tiny-distilbert/bench/ort-int8/b2_s16.json").read_text())
     assert bench["batch_size"] == 2 and bench["sequence_length"] == 16 and bench["threads"] == 1
-    for chart in ("speedup", "throughput", "latency", "memory", "tradeoff", "hardware"):
+    for chart in ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware"):
         assert (finished_run / f"images/tiny-distilbert/{chart}.png").stat().st_size > 10_000
     assert (finished_run / "results/readme.stamp").exists()
     readme = (finished_run / "README.md").read_text()
@@ -109,7 +109,7 @@ def test_default_config_plans_the_full_chain(tmp_path):
     result = snakemake(project, "--dry-run", "--quiet", "rules")
     assert _job_counts(result.stdout) == {
         "download_model": 1, "export_onnx": 1, "optimize_ort": 1, "convert_fp16": 2, "quantize_int8": 1,
-        "benchmark": 4 * 3, "aggregate": 1, "charts": 1, "readme": 1, "all": 1, "total": 22,
+        "benchmark": 6 * 3, "calibrate": 1, "aggregate": 1, "charts": 1, "readme": 1, "all": 1, "total": 29,
     }
 
 

@@ -8,7 +8,7 @@ rule benchmark:
     # Every core: benchmark jobs never share the machine with each other or with an export.
     threads: workflow.cores
     params:
-        hardware_tag={k: v for k, v in HARDWARE_TAG.items() if k != "variants"},
+        hardware_tag=HARDWARE_TAG_SETTINGS,
         timing={
             key: BENCH[key]
             for key in ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s")
@@ -25,3 +25,19 @@ rule benchmark:
         BENCH_ENV
     script:
         "../scripts/benchmark.py"
+
+
+rule calibrate:
+    output:
+        calibration="results/{hardware}/calibration.json",
+    log:
+        "logs/{hardware}/calibrate.log",
+    threads: workflow.cores
+    params:
+        hardware_tag=HARDWARE_TAG_SETTINGS,
+        threads=BENCH["threads"],
+        sizes=BENCH["calibration_matmul_sizes"],
+    conda:
+        BENCH_ENV
+    script:
+        "../scripts/calibrate.py"

@@ -17,6 +17,8 @@ except ConfigError as error:
 MODELS = {model["name"]: model for model in config["models"]}
 HARDWARE = config["hardware"]
 HARDWARE_TAG = config["hardware_tags"][HARDWARE]
+#: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG).
+HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k != "variants"}
 BENCH = config["benchmark"]
 #: The FP16 and INT8 artifacts are built on every tag, so the size chart shows them even where they are
 #: not timed (FP16 on CPU is FP32 plus casts).

@@ -8,6 +8,7 @@ rule aggregate:
     input:
         results=benchmark_results,
         sidecars=artifact_sidecars,
+        calibration="results/{hardware}/calibration.json",
     output:
         summary="results/{hardware}/{model}/summary.csv",
         artifacts="results/{hardware}/{model}/artifacts.csv",

@@ -8,6 +8,7 @@ def main() -> None:
     aggregate(
         snakemake.input.results,
         snakemake.input.sidecars,
+        calibration_json=snakemake.input.calibration,
         summary_csv=out.summary,
         artifacts_csv=out.artifacts,
         summary_md=out.markdown,

@@ -5,6 +5,8 @@ __all__ = ["VARIANTS", "ONNX_VARIANTS", "TORCH_VARIANTS"]
 #: Every variant the pipeline knows, in the order charts and tables show them.
 VARIANTS: tuple[str, ...] = (
     "pytorch",
+    "pytorch-compile",
+    "pytorch-bf16",
     "pytorch-fp16",
     "onnx-fp32",
     "onnx-fp16",
@@ -15,4 +17,4 @@ VARIANTS: tuple[str, ...] = (
 #: Variants that run an ONNX file named after the variant (results/models/{model}/onnx/{variant}.onnx).
 ONNX_VARIANTS: tuple[str, ...] = ("onnx-fp32", "onnx-fp16", "ort-fp32", "ort-fp16", "ort-int8")
 #: Variants that run the Hugging Face model in PyTorch.
-TORCH_VARIANTS: tuple[str, ...] = ("pytorch", "pytorch-fp16")
+TORCH_VARIANTS: tuple[str, ...] = ("pytorch", "pytorch-compile", "pytorch-bf16", "pytorch-fp16")

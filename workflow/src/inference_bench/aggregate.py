@@ -10,6 +10,7 @@ import pandas as pd
 
 from inference_bench import VARIANTS
 from inference_bench.artifacts import read_json, write_json_atomic
+from inference_bench.calibration import VARIANT_PRECISION
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SUMMARY_COLUMNS = [
@@ -28,6 +29,10 @@ SUMMARY_COLUMNS = [
     "max_ms",
     "throughput_seq_per_s",
     "speedup_vs_pytorch",
+    "flops_per_batch",
+    "achieved_gflops",
+    "peak_gflops",
+    "share_of_peak",
     "peak_rss_bytes",
     "peak_gpu_memory_bytes",
     "model_bytes",
@@ -48,11 +53,15 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def summarize(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch`."""
+def summarize(records: Iterable[dict[str, Any]], peak_gflops: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch` and,
+    given the tag's matmul peaks, each row's achieved GFLOP/s as a share of the peak of its precision."""
     frame = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
     if frame.empty:
         return frame
+    peaks = peak_gflops or {}
+    frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(VARIANT_PRECISION.get(v, ""), float("nan")))
+    frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
     baseline = frame.loc[frame["variant"] == "pytorch", [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
     baseline = baseline.rename(columns={"p50_ms": "_baseline_p50_ms"})
     frame = frame.merge(baseline, on=["hardware", "model", "batch_size", "sequence_length"], how="left")
@@ -128,6 +137,8 @@ def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:
         "p99_ms": "p99 ms",
         "throughput_seq_per_s": "seq/s",
         "speedup_vs_pytorch": "speedup",
+        "achieved_gflops": "GFLOP/s",
+        "share_of_peak": "of peak",
         "parity_min_token_cosine": "min cosine",
     }
     table = summary[list(columns)].rename(columns=columns)
@@ -151,9 +162,11 @@ def aggregate(
     artifacts_csv: str | Path,
     summary_md: str | Path,
     environment_json: str | Path,
+    calibration_json: str | Path | None = None,
 ) -> pd.DataFrame:
     records = [read_json(path) for path in result_paths]
-    summary = summarize(records)
+    peaks = read_json(calibration_json)["peak_gflops"] if calibration_json else None
+    summary = summarize(records, peaks)
     environment = records[0]["environment"] if records else {}
     _write_csv(summary, summary_csv)
     _write_csv(artifact_table(sidecar_paths), artifacts_csv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -18,10 +18,11 @@ import seaborn as sns  # noqa: E402
 from inference_bench import VARIANTS  # noqa: E402
 from inference_bench.aggregate import machine_line  # noqa: E402
 from inference_bench.artifacts import read_json  # noqa: E402
+from inference_bench.calibration import VARIANT_PRECISION  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-CHARTS = ("speedup", "throughput", "latency", "memory", "tradeoff", "hardware")
+CHARTS = ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware")
 _MB = 1e6
 
 
@@ -53,6 +54,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
         "speedup": _speedup,
         "throughput": _throughput,
         "latency": _latency,
+        "efficiency": _efficiency,
         "memory": lambda s: _memory(s, artifacts),
         "tradeoff": _tradeoff,
         "hardware": _hardware,
@@ -75,6 +77,7 @@ _TITLES = {
     "speedup": "speedup over PyTorch FP32 eager (median latency; higher is better)",
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
+    "efficiency": "achieved GFLOP/s against the measured matmul peak of each precision",
     "memory": "model size and peak memory (lower is better)",
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
     "hardware": "throughput across hardware tags",
@@ -121,7 +124,16 @@ def _grid(rows: int, cols: int, height: float = 3.6):
     return figure, axes
 
 
-def _bars_by_batch(summary: pd.DataFrame, y: str, ylabel: str, log_scale: bool = False, label_fmt: str | None = None):
+def _bars_by_batch(
+    summary: pd.DataFrame,
+    y: str,
+    ylabel: str,
+    log_scale: bool = False,
+    label_fmt: str | None = None,
+    label_of_row: Callable[[pd.Series], str] | None = None,
+):
+    """Bars per batch size and variant, one panel per (hardware tag, sequence length). Bars are labelled
+    with their value (`label_fmt`) or with `label_of_row` of the summary row they draw."""
     tags, seqs = _facets(summary)
     figure, axes = _grid(len(tags), len(seqs))
     palette = _palette()
@@ -137,6 +149,16 @@ def _bars_by_batch(summary: pd.DataFrame, y: str, ylabel: str, log_scale: bool =
             if label_fmt:
                 for container in ax.containers:
                     ax.bar_label(container, fmt=label_fmt, fontsize=7, padding=1)
+            if label_of_row:
+                batches = sorted(data["batch_size"].unique())
+                for variant, container in zip(_variant_order(data), ax.containers):
+                    labels = []
+                    for bar in container:
+                        # Categories sit at x = 0, 1, 2...; the bar's centre rounds to its batch size.
+                        batch = batches[int(round(bar.get_x() + bar.get_width() / 2))]
+                        row = data[(data["variant"] == variant) & (data["batch_size"] == batch)]
+                        labels.append(label_of_row(row.iloc[0]) if not row.empty else "")
+                    ax.bar_label(container, labels=labels, fontsize=7, padding=1)
             if log_scale:
                 _log_axis(ax)
             ax.set_title(f"{tag}, sequence {seq}")
@@ -177,6 +199,24 @@ def _latency(summary: pd.DataFrame):
                     p50, p90, p99 = row[["p50_ms", "p90_ms", "p99_ms"]].iloc[0]
                     ax.vlines(x, p50, p99, color="0.15", linewidth=1)
                     ax.plot([x], [p90], marker="o", markersize=3, color="0.15")
+    return figure
+
+
+def _efficiency(summary: pd.DataFrame):
+    def share(row: pd.Series) -> str:
+        return f"{row['share_of_peak']:.0%}" if pd.notna(row["share_of_peak"]) else ""
+
+    figure, axes = _bars_by_batch(summary, "achieved_gflops", "achieved GFLOP/s (INT8: GOP/s)", label_of_row=share)
+    tags, seqs = _facets(summary)
+    for r, tag in enumerate(tags):
+        data = summary[summary["hardware"] == tag]
+        peaks = data.groupby(data["variant"].map(VARIANT_PRECISION))["peak_gflops"].first().dropna()
+        for c, _ in enumerate(seqs):
+            ax = axes[r][c]
+            for (precision, peak), style in zip(sorted(peaks.items()), ("--", ":", "-.", "-")):
+                ax.axhline(peak, color="0.25", linestyle=style, linewidth=1)
+                ax.annotate(f"{precision} matmul peak {peak:.0f}", (0.99, peak), xycoords=("axes fraction", "data"),
+                            ha="right", va="bottom", fontsize=8, color="0.25")
     return figure
 
 

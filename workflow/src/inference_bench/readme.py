@@ -23,6 +23,8 @@ _COLUMNS = {
     "p99_ms": "p99 ms",
     "throughput_seq_per_s": "seq/s",
     "speedup_vs_pytorch": "speedup vs pytorch",
+    "achieved_gflops": "GFLOP/s",
+    "share_of_peak": "% of peak",
     "peak_mb": "peak MB",
     "model_mb": "model MB",
     "parity_min_token_cosine": "min cosine",
@@ -60,6 +62,7 @@ def _tag_block(summary_path: Path) -> str:
     )
     table = shown[list(_COLUMNS)].rename(columns=_COLUMNS)
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}")
+    table["% of peak"] = shown["share_of_peak"].map(lambda v: f"{v:.0%}" if v == v else "–")
     memory = "peak GPU memory" if gpu else "peak process RSS"
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from inference_bench import ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
 from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
 from inference_bench.environment import describe_environment
+from inference_bench.flops import encoder_flops
 from inference_bench.reference import load_reference
 from inference_bench.parity import compare_hidden_states
 
@@ -92,9 +93,10 @@ def make_runner(job: BenchmarkJob, threads: int):
         return TorchRunner(
             job.model_dir,
             device=job.hardware.device,
-            fp16=job.variant == "pytorch-fp16",
             threads=threads,
             attn_implementation=job.attn_implementation,
+            dtype={"pytorch-fp16": "fp16", "pytorch-bf16": "bf16"}.get(job.variant, "fp32"),
+            compile_model=job.variant == "pytorch-compile",
         )
     return OrtRunner(job.onnx_path, providers=job.hardware.providers, threads=threads)
 
@@ -117,6 +119,7 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
              job.timing.min_iterations, job.timing.min_duration_s)
     latencies_ms = time_calls(runner.timed_call(feeds), job.timing, label=label)
     stats = latency_statistics(latencies_ms, job.batch_size)
+    flops = encoder_flops(facts, job.batch_size, job.sequence_length)
     log.info("%s: median %.2f ms, %.1f seq/s over %d iterations", label, stats["p50_ms"],
              stats["throughput_seq_per_s"], stats["iterations"])
 
@@ -132,6 +135,8 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
         "threads": threads,
         "timing_settings": asdict(job.timing),
         **stats,
+        "flops_per_batch": flops,
+        "achieved_gflops": flops / (stats["p50_ms"] / 1000.0) / 1e9,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "peak_gpu_memory_bytes": runner.peak_device_memory_bytes(),
         "model_bytes": int(runner.model_bytes),

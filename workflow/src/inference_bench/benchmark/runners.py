@@ -25,24 +25,37 @@ class Runner(Protocol):
 
 
 class TorchRunner:
-    """Hugging Face model in PyTorch eager mode, FP32 or FP16."""
+    """Hugging Face model in PyTorch: eager FP32 (the baseline), BF16, FP16, or through torch.compile."""
 
-    def __init__(self, model_dir: str | Path, device: str, fp16: bool, threads: int, attn_implementation: str) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str,
+        threads: int,
+        attn_implementation: str,
+        dtype: str = "fp32",
+        compile_model: bool = False,
+    ) -> None:
         import torch
 
+        from inference_bench.environment import cpu_flags
         from inference_bench.models import load_torch_model
 
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = torch.device(device)
+        if dtype == "fp16" and self.device.type != "cuda":
+            raise ValueError("pytorch-fp16 runs on CUDA only: CPU FP16 kernels are not a baseline anyone would pick")
+        if dtype == "bf16" and self.device.type == "cpu" and not {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
+            raise ValueError("pytorch-bf16 needs a CPU with avx512_bf16 or AMX; this one has neither")
         model = load_torch_model(model_dir, attn_implementation=attn_implementation)
-        if fp16:
-            if self.device.type != "cuda":
-                raise ValueError("pytorch-fp16 runs on CUDA only: CPU kernels for FP16 are not a fair baseline")
-            model = model.half()
-        self.model = model.to(self.device)
-        self.model_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        model = model.to(device=self.device, dtype={"fp32": torch.float32, "fp16": torch.float16,
+                                                    "bf16": torch.bfloat16}[dtype])
+        self.model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        # Shapes are fixed within a job, so compile without dynamic shapes: the parity batch and the
+        # timed batch each compile once, the second during warm-up.
+        self.model = torch.compile(model, dynamic=False) if compile_model else model
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
