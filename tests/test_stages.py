@@ -13,7 +13,7 @@ def _sidecar(path):
     return json.loads(path.with_suffix(".json").read_text())
 
 
-@pytest.mark.parametrize("model_type", ["distilbert", "bert"])
+@pytest.mark.parametrize("model_type", ["distilbert", "bert", "roberta"])
 def test_optimize_fuses_every_layer(tiny_exports, tmp_path, model_type):
     paths = tiny_exports[model_type]
     out = tmp_path / "ort-fp32.onnx"
@@ -29,16 +29,18 @@ def test_optimize_fuses_every_layer(tiny_exports, tmp_path, model_type):
     assert sidecar["expected_fusions"] == expected_fusions(facts)
 
 
-def test_incomplete_fusion_fails_naming_the_operator(tiny_exports, tmp_path):
-    # RoBERTa's position ids (computed from input_ids) keep EmbedLayerNormalization from fusing.
-    paths = tiny_exports["roberta"]
-    with pytest.raises(FusionError, match=r"EmbedLayerNormalization 0/1.*require_full_fusion"):
-        optimize_stage(paths["onnx"], tmp_path / "ort.onnx", paths["model_dir"], paths["reference"], opt_level=0,
+def test_incomplete_fusion_fails_naming_the_operator(tiny_models, tmp_path):
+    # Exported with SDPA attention, the graph guards the softmax with IsNaN/Where and no Attention fuses.
+    from inference_bench.stages import export_stage
+
+    onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    export_stage(tiny_models["bert"], onnx_path, reference, opset=17, attn_implementation="sdpa", tolerance=FP32)
+    with pytest.raises(FusionError, match=r"Attention 0/2.*require_full_fusion"):
+        optimize_stage(onnx_path, tmp_path / "ort.onnx", tiny_models["bert"], reference, opt_level=0,
                        require_full_fusion=True, tolerance=FP32)
-    optimize_stage(paths["onnx"], tmp_path / "ort.onnx", paths["model_dir"], paths["reference"], opt_level=0,
+    optimize_stage(onnx_path, tmp_path / "ort.onnx", tiny_models["bert"], reference, opt_level=0,
                    require_full_fusion=False, tolerance=FP32)
-    assert _sidecar(tmp_path / "ort.onnx")["fusion_shortfall"]["EmbedLayerNormalization"] == {
-        "found": 0, "expected": 1}
+    assert _sidecar(tmp_path / "ort.onnx")["fusion_shortfall"]["Attention"] == {"found": 0, "expected": 2}
 
 
 def test_fp16_halves_the_file_and_keeps_fp32_io(tiny_exports, tmp_path):
@@ -76,3 +78,26 @@ def test_int8_past_threshold_fails(tiny_exports, tmp_path):
     with pytest.raises(ParityError, match="INT8 .*min per-token cosine"):
         int8_stage(paths["onnx"], tmp_path / "q.onnx", paths["reference"], per_channel=False, reduce_range=False,
                    tolerance={"max_abs_diff": None, "min_cosine": 0.9999999})
+
+
+def test_fusion_after_fp16_fuses_as_fully(tiny_exports, tmp_path):
+    paths = tiny_exports["distilbert"]
+    fp16 = tmp_path / "onnx-fp16.onnx"
+    fp16_stage(paths["onnx"], fp16, paths["reference"], keep_io_types=True, op_block_list=[],
+               tolerance={"max_abs_diff": 0.05, "min_cosine": 0.999})
+    counts = optimize_stage(fp16, tmp_path / "fp16-ort.onnx", paths["model_dir"], paths["reference"], opt_level=0,
+                            require_full_fusion=True, tolerance={"max_abs_diff": 0.05, "min_cosine": 0.999})
+    assert counts["Attention"] == 2 and counts["EmbedLayerNormalization"] == 1
+
+
+def test_distilbert_base_shape_fuses_fully(tmp_path):
+    """The default model at full size: 6 layers, 12 heads, hidden 768 (random weights)."""
+    from inference_bench.models import ModelSpec, prepare_model_dir
+    from inference_bench.stages import export_stage
+
+    model_dir = prepare_model_dir(ModelSpec(name="distilbert-base", model_type="distilbert"), tmp_path / "hf")
+    onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    export_stage(model_dir, onnx_path, reference, opset=17, attn_implementation="eager", tolerance=FP32)
+    counts = optimize_stage(onnx_path, tmp_path / "ort-fp32.onnx", model_dir, reference, opt_level=0,
+                            require_full_fusion=True, tolerance=FP32)
+    assert counts == {"EmbedLayerNormalization": 1, "Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12}

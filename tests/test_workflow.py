@@ -57,12 +57,13 @@ def finished_run(tmp_path_factory) -> Path:
 
 def test_every_artifact_and_sidecar(finished_run):
     onnx_dir = finished_run / "results/models/tiny-distilbert/onnx"
-    for variant in ("onnx-fp32", "onnx-fp16", "ort-fp32", "ort-fp16", "ort-int8"):
+    for variant in ("onnx-fp32", "onnx-fp16", "ort-fp32", "ort-fp16", "fp16-ort", "ort-int8"):
         sidecar = json.loads((onnx_dir / f"{variant}.json").read_text())
         assert sidecar["file_bytes"] == (onnx_dir / f"{variant}.onnx").stat().st_size
         assert sidecar["parity"]["min_token_cosine"] > 0.99
         assert "onnxruntime" in sidecar["versions"]
-    assert json.loads((onnx_dir / "ort-fp32.json").read_text())["fused_operators"]["Attention"] == 2
+    for fused in ("ort-fp32", "fp16-ort"):
+        assert json.loads((onnx_dir / f"{fused}.json").read_text())["fused_operators"]["Attention"] == 2
     assert (finished_run / "results/models/tiny-distilbert/hf/manifest.json").is_file()
     assert (finished_run / "logs/models/tiny-distilbert/export_onnx.log").stat().st_size > 0
 
@@ -108,8 +109,8 @@ def test_default_config_plans_the_full_chain(tmp_path):
     project = make_project(tmp_path, yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     result = snakemake(project, "--dry-run", "--quiet", "rules")
     assert _job_counts(result.stdout) == {
-        "download_model": 1, "export_onnx": 1, "optimize_ort": 1, "convert_fp16": 2, "quantize_int8": 1,
-        "benchmark": 6 * 3, "calibrate": 1, "aggregate": 1, "charts": 1, "readme": 1, "all": 1, "total": 29,
+        "download_model": 1, "export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2, "quantize_int8": 1,
+        "benchmark": 6 * 3, "calibrate": 1, "aggregate": 1, "charts": 1, "readme": 1, "all": 1, "total": 30,
     }
 
 

@@ -44,6 +44,18 @@ def parity_tolerance(precision):
     return config["parity"][precision]
 
 
+#: Fused artifact -> the graph it fuses: the FP32 export, or its FP16 conversion (fusion after FP16).
+FUSION_SOURCE = {"ort-fp32": "onnx-fp32", "fp16-ort": "onnx-fp16"}
+
+
+def fusion_source(wildcards):
+    return f"results/models/{wildcards.model}/onnx/{FUSION_SOURCE[wildcards.fused]}.onnx"
+
+
+def fusion_tolerance(wildcards):
+    return parity_tolerance("fp16" if "fp16" in wildcards.fused else "fp32")
+
+
 def model_dir(wildcards):
     return f"results/models/{wildcards.model}/hf"
 

@@ -34,20 +34,22 @@ rule export_onnx:
 
 rule optimize_ort:
     input:
-        onnx="results/models/{model}/onnx/onnx-fp32.onnx",
+        onnx=fusion_source,
         model_dir=model_dir,
         reference=reference_path,
     output:
-        onnx="results/models/{model}/onnx/ort-fp32.onnx",
-        sidecar="results/models/{model}/onnx/ort-fp32.json",
+        onnx="results/models/{model}/onnx/{fused}.onnx",
+        sidecar="results/models/{model}/onnx/{fused}.json",
+    wildcard_constraints:
+        fused="ort-fp32|fp16-ort",
     log:
-        "logs/models/{model}/optimize_ort.log",
+        "logs/models/{model}/optimize_ort_{fused}.log",
     benchmark:
-        "results/models/{model}/benchmarks/optimize_ort.tsv"
+        "results/models/{model}/benchmarks/optimize_ort_{fused}.tsv"
     params:
         opt_level=lookup(dpath="optimize/opt_level", within=config),
         require_full_fusion=lookup(dpath="optimize/require_full_fusion", within=config),
-        tolerance=parity_tolerance("fp32"),
+        tolerance=fusion_tolerance,
     conda:
         "../../envs/pipeline-cpu.yaml"
     script:

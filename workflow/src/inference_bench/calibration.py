@@ -23,6 +23,7 @@ VARIANT_PRECISION = {
     "pytorch-fp16": "fp16",
     "onnx-fp16": "fp16",
     "ort-fp16": "fp16",
+    "fp16-ort": "fp16",
     "ort-int8": "int8",
     "pytorch-bf16": "bf16",
 }

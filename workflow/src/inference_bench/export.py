@@ -34,14 +34,15 @@ def export_onnx(
     facts = ArchitectureFacts.from_hf_config(model.config)
     names = model_input_names(model)
     feeds = parity_inputs(model_dir, facts, names, seed=seed)
-    positional = _PositionalEncoder(model, names)
     example = tuple(torch.from_numpy(feeds[name]) for name in names)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        reference = model(**dict(zip(names, example))).last_hidden_state.numpy()
+    positional = _PositionalEncoder(model, names)
 
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*names, OUTPUT_NAME]}
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        reference = positional(*example).numpy()
         torch.onnx.export(
             positional,
             example,
@@ -62,16 +63,42 @@ def export_onnx(
     return report
 
 
+#: Model types whose embeddings derive position ids from input_ids (padding_idx + 1 + running count of
+#: non-padding tokens). ONNX Runtime's embedding fusion has no pattern for that computation.
+POSITIONS_AFTER_PADDING_IDX = frozenset({"roberta", "xlm-roberta", "camembert"})
+
+
 class _PositionalEncoder(torch.nn.Module):
-    """Takes the inputs positionally (as the TorchScript exporter wants) and returns the last hidden state."""
+    """Takes the inputs positionally (as the TorchScript exporter wants) and returns the last hidden state.
+
+    RoBERTa-style models number positions from padding_idx + 1. For those, the wrapper drops the first
+    padding_idx + 1 rows of the position table (in place: export the model only after taking reference
+    outputs from it) and feeds positions 0, 1, 2, ... sliced from a constant, as BERT does, so the embedding
+    fuses into EmbedLayerNormalization, which numbers positions from 0. Both give the same embedding at
+    every non-padding token of right-padded input (the tokenizers' default); padded positions are
+    masked out of attention, and the parity check compares the real tokens against the unmodified model.
+    """
 
     def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
         super().__init__()
         self.model = model
         self.names = names
+        config = model.config
+        self.explicit_positions = config.model_type in POSITIONS_AFTER_PADDING_IDX
+        if self.explicit_positions:
+            table = model.embeddings.position_embeddings
+            first = int(config.pad_token_id) + 1
+            model.embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
+                table.weight.detach()[first:].clone(), freeze=True
+            )
+            positions = torch.arange(table.num_embeddings - first, dtype=torch.long).unsqueeze(0)
+            self.register_buffer("position_ids", positions, persistent=False)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors)), return_dict=True).last_hidden_state
+        inputs = dict(zip(self.names, tensors))
+        if self.explicit_positions:
+            inputs["position_ids"] = self.position_ids[:, : tensors[0].shape[1]]
+        return self.model(**inputs, return_dict=True).last_hidden_state
 
 
 def parity_of_onnx(
