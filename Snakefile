@@ -15,3 +15,10 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/readme.stamp",
+
+
+rule summaries:
+    """Benchmarks and summaries only, no charts or README: the target for config/experiments/, whose
+    summaries the default run's README then lists."""
+    input:
+        summaries_of_this_run(),

@@ -17,7 +17,7 @@ def config():
 def test_default_config_is_valid_and_gets_defaults(config):
     del config["export"]
     validate_config(config, SCHEMA)
-    assert config["export"] == {"opset": 17, "attn_implementation": "eager"}
+    assert config["export"] == {"exporter": "torchscript", "opset": 17, "attn_implementation": "eager"}
     assert config["models"][0]["config_overrides"] == {}
 
 

@@ -34,6 +34,7 @@ def test_every_chart_is_a_nonempty_png(two_tags, tmp_path):
 
 
 def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
+    draw_charts(two_tags, "m", tmp_path / "images" / "m")
     readme = tmp_path / "README.md"
     before, after = "# Title\n\nIntro text.\n\n", "\n\n## After\nkept as is\n"
     readme.write_text(f"{before}{START}\nold table\n{END}{after}")
@@ -49,11 +50,24 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
 
 
 def test_single_tag_readme_has_no_hardware_comparison(two_tags, tmp_path):
+    draw_charts(two_tags[:1], "m", tmp_path / "images" / "m")
     readme = tmp_path / "README.md"
     readme.write_text(f"{START}\n{END}\n")
     update_readme(readme, two_tags[:1], ["m"])
     assert "images/m/speedup.png" in readme.read_text()
     assert "hardware.png" not in readme.read_text()
+
+
+def test_models_of_other_configs_are_listed_after_this_runs(two_tags, tmp_path):
+    other = tmp_path / "results" / "cpu" / "experiment" / "summary.csv"
+    other.parent.mkdir(parents=True)
+    other.write_text(two_tags[0].read_text().replace(",m,", ",experiment,"))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    update_readme(readme, [*two_tags, other], ["m"])
+    text = readme.read_text()
+    assert text.index("### m") < text.index("### experiment")
+    assert "images/experiment" not in text  # no charts drawn for it
 
 
 def test_missing_markers_are_an_error():

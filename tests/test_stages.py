@@ -101,3 +101,30 @@ def test_distilbert_base_shape_fuses_fully(tmp_path):
     counts = optimize_stage(onnx_path, tmp_path / "ort-fp32.onnx", model_dir, reference, opt_level=0,
                             require_full_fusion=True, tolerance=FP32)
     assert counts == {"EmbedLayerNormalization": 1, "Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12}
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "bert", "roberta"])
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_dynamo_export_with_onnxscript_fusions(tiny_models, tmp_path, model_type, attn_implementation):
+    from inference_bench.optimize import fusion_shortfall
+    from inference_bench.stages import export_stage
+
+    model_dir = tiny_models[model_type]
+    onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    export_stage(model_dir, onnx_path, reference, opset=18, attn_implementation=attn_implementation,
+                 tolerance=FP32, exporter="dynamo")
+    counts = optimize_stage(onnx_path, tmp_path / "ort-fp32.onnx", model_dir, reference, opt_level=0,
+                            require_full_fusion=False, tolerance=FP32, onnxscript_fusions=True)
+    # Attention fuses either way (MultiHeadAttention from SDPA graphs), which TorchScript + SDPA never does.
+    assert counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) == 2
+    shortfall = fusion_shortfall(counts, ArchitectureFacts.from_model_dir(model_dir))
+    assert _sidecar(tmp_path / "ort-fp32.onnx")["fusion_shortfall"] == {
+        op: {"found": f, "expected": w} for op, (f, w) in shortfall.items()}
+
+
+def test_dynamo_needs_opset_18(tiny_models, tmp_path):
+    from inference_bench.stages import export_stage
+
+    with pytest.raises(ValueError, match="dynamo exporter needs export.opset >= 18, got 17"):
+        export_stage(tiny_models["bert"], tmp_path / "m.onnx", tmp_path / "r.npz", opset=17,
+                     attn_implementation="eager", tolerance=FP32, exporter="dynamo")

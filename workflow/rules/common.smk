@@ -40,6 +40,16 @@ def model_spec(wildcards):
     return MODELS[wildcards.model]
 
 
+def setting(section, key):
+    """A stage setting for the job's model: the model's own `settings` override, else the config section."""
+
+    def for_model(wildcards):
+        override = MODELS[wildcards.model].get("settings", {}).get(section, {})
+        return override.get(key, config[section][key])
+
+    return for_model
+
+
 def parity_tolerance(precision):
     return config["parity"][precision]
 
@@ -54,6 +64,11 @@ def fusion_source(wildcards):
 
 def fusion_tolerance(wildcards):
     return parity_tolerance("fp16" if "fp16" in wildcards.fused else "fp32")
+
+
+def onnxscript_fusions(wildcards):
+    """Graphs from the dynamo exporter get onnxscript's ORT fusions before ONNX Runtime's own."""
+    return setting("export", "exporter")(wildcards) == "dynamo"
 
 
 def model_dir(wildcards):
@@ -91,13 +106,19 @@ def summaries_of_this_run():
 
 
 def summaries_of_other_tags():
-    """Summaries committed from other machines: read by the charts and the README, never rebuilt here."""
-    found = []
-    for path in sorted(Path("results").glob("*/*/summary.csv")):
-        tag, model = path.parts[1], path.parts[2]
-        if tag != HARDWARE and tag != "models" and model in MODELS:
-            found.append(str(path))
-    return found
+    """Summaries of this run's models committed from other machines: charts compare them, never rebuilt."""
+    return [p for p in committed_summaries() if Path(p).parent.name in MODELS]
+
+
+def committed_summaries():
+    """Every summary on disk that this run does not produce: other tags, and models of other configs
+    (an experiment's). The README lists them all."""
+    produced = set(summaries_of_this_run())
+    return [
+        str(path)
+        for path in sorted(Path("results").glob("*/*/summary.csv"))
+        if path.parts[1] != "models" and str(path) not in produced
+    ]
 
 
 def chart_files():

@@ -23,8 +23,9 @@ rule export_onnx:
     benchmark:
         "results/models/{model}/benchmarks/export_onnx.tsv"
     params:
-        opset=lookup(dpath="export/opset", within=config),
-        attn_implementation=lookup(dpath="export/attn_implementation", within=config),
+        exporter=setting("export", "exporter"),
+        opset=setting("export", "opset"),
+        attn_implementation=setting("export", "attn_implementation"),
         tolerance=parity_tolerance("fp32"),
     conda:
         "../../envs/pipeline-cpu.yaml"
@@ -47,9 +48,10 @@ rule optimize_ort:
     benchmark:
         "results/models/{model}/benchmarks/optimize_ort_{fused}.tsv"
     params:
-        opt_level=lookup(dpath="optimize/opt_level", within=config),
-        require_full_fusion=lookup(dpath="optimize/require_full_fusion", within=config),
+        opt_level=setting("optimize", "opt_level"),
+        require_full_fusion=setting("optimize", "require_full_fusion"),
         tolerance=fusion_tolerance,
+        onnxscript_fusions=onnxscript_fusions,
     conda:
         "../../envs/pipeline-cpu.yaml"
     script:
@@ -70,8 +72,8 @@ rule convert_fp16:
     benchmark:
         "results/models/{model}/benchmarks/convert_fp16_{stage}.tsv"
     params:
-        keep_io_types=lookup(dpath="fp16/keep_io_types", within=config),
-        op_block_list=lookup(dpath="fp16/op_block_list", within=config),
+        keep_io_types=setting("fp16", "keep_io_types"),
+        op_block_list=setting("fp16", "op_block_list"),
         tolerance=parity_tolerance("fp16"),
     conda:
         "../../envs/pipeline-cpu.yaml"
@@ -91,8 +93,8 @@ rule quantize_int8:
     benchmark:
         "results/models/{model}/benchmarks/quantize_int8.tsv"
     params:
-        per_channel=lookup(dpath="int8/per_channel", within=config),
-        reduce_range=lookup(dpath="int8/reduce_range", within=config),
+        per_channel=setting("int8", "per_channel"),
+        reduce_range=setting("int8", "reduce_range"),
         tolerance=parity_tolerance("int8"),
     conda:
         "../../envs/pipeline-cpu.yaml"

@@ -39,7 +39,7 @@ rule charts:
 
 rule readme:
     input:
-        summaries=summaries_of_this_run() + summaries_of_other_tags(),
+        summaries=summaries_of_this_run() + committed_summaries(),
         charts=chart_files(),
     output:
         # Snakemake deletes a job's outputs before it runs, so README.md itself cannot be one.
@@ -53,3 +53,4 @@ rule readme:
         "../../envs/report.yaml"
     script:
         "../scripts/readme.py"
+

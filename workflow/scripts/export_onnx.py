@@ -12,6 +12,7 @@ def main() -> None:
         opset=params.opset,
         attn_implementation=params.attn_implementation,
         tolerance=params.tolerance,
+        exporter=params.exporter,
     )
 
 

@@ -13,6 +13,7 @@ def main() -> None:
         opt_level=params.opt_level,
         require_full_fusion=params.require_full_fusion,
         tolerance=params.tolerance,
+        onnxscript_fusions=params.onnxscript_fusions,
     )
 
 

@@ -16,6 +16,7 @@ _LIBRARIES = (
     "torch",
     "transformers",
     "onnx",
+    "onnxscript",
     "onnxruntime",
     "onnxruntime-gpu",
     "onnxconverter-common",

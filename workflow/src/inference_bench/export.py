@@ -15,6 +15,9 @@ from inference_bench.reference import OUTPUT_NAME, load_reference, save_referenc
 
 log = logging.getLogger(__name__)
 
+EXPORTERS = ("torchscript", "dynamo")
+#: torch.onnx's dynamo exporter emits opset 18 and newer only.
+DYNAMO_MIN_OPSET = 18
 
 
 def export_onnx(
@@ -25,10 +28,16 @@ def export_onnx(
     attn_implementation: str = "eager",
     tolerance: Tolerance = Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
     seed: int = 0,
+    exporter: str = "torchscript",
 ) -> ParityReport:
     """Export, check the graph, save PyTorch's outputs on padded inputs, and gate on parity."""
     import onnx
     from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
+    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
+        raise ValueError(f"the dynamo exporter needs export.opset >= {DYNAMO_MIN_OPSET}, got {opset}")
 
     model = load_torch_model(model_dir, attn_implementation=attn_implementation)
     facts = ArchitectureFacts.from_hf_config(model.config)
@@ -39,26 +48,40 @@ def export_onnx(
         reference = model(**dict(zip(names, example))).last_hidden_state.numpy()
     positional = _PositionalEncoder(model, names)
 
-    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*names, OUTPUT_NAME]}
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        torch.onnx.export(
-            positional,
-            example,
-            str(onnx_path),
-            input_names=names,
-            output_names=[OUTPUT_NAME],
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        if exporter == "torchscript":
+            torch.onnx.export(
+                positional,
+                example,
+                str(onnx_path),
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, OUTPUT_NAME]},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        else:
+            batch = torch.export.Dim("batch")
+            sequence = torch.export.Dim("sequence", max=positional.max_sequence_length)
+            program = torch.onnx.export(
+                positional,
+                example,
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                # One spec per tensor of the wrapper's *tensors argument.
+                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
+                opset_version=opset,
+                dynamo=True,
+            )
+            program.save(str(onnx_path))
     onnx.checker.check_model(str(onnx_path))
     save_reference(reference_path, feeds, reference)
 
     report = parity_of_onnx(onnx_path, reference_path)
-    log.info("exported %s (opset %d, %s attention): %s", onnx_path, opset, attn_implementation, report)
+    log.info("exported %s (%s, opset %d, %s attention): %s", onnx_path, exporter, opset, attn_implementation, report)
     report.check(tolerance, f"ONNX export {onnx_path.name}")
     return report
 
@@ -84,6 +107,7 @@ class _PositionalEncoder(torch.nn.Module):
         self.model = model
         self.names = names
         config = model.config
+        self.max_sequence_length = int(config.max_position_embeddings)
         self.explicit_positions = config.model_type in POSITIONS_AFTER_PADDING_IDX
         if self.explicit_positions:
             table = model.embeddings.position_embeddings
@@ -91,7 +115,8 @@ class _PositionalEncoder(torch.nn.Module):
             model.embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
                 table.weight.detach()[first:].clone(), freeze=True
             )
-            positions = torch.arange(table.num_embeddings - first, dtype=torch.long).unsqueeze(0)
+            self.max_sequence_length = table.num_embeddings - first
+            positions = torch.arange(self.max_sequence_length, dtype=torch.long).unsqueeze(0)
             self.register_buffer("position_ids", positions, persistent=False)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:

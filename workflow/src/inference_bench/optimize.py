@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from collections import Counter
 from pathlib import Path
 
 from inference_bench.models import ArchitectureFacts
@@ -52,22 +54,78 @@ def fusion_shortfall(counts: dict[str, int], facts: ArchitectureFacts) -> dict[s
     return {op: (merged[op], want) for op, want in expected_fusions(facts).items() if merged[op] < want}
 
 
+#: Contrib operators the fusions produce (what the fused-operator report counts).
+FUSED_OPERATORS = (
+    "EmbedLayerNormalization",
+    "Attention",
+    "MultiHeadAttention",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "BiasGelu",
+    "FastGelu",
+    "Gelu",
+    "QuickGelu",
+)
+
+
+def fused_operator_counts(onnx_path: str | Path) -> dict[str, int]:
+    """How many nodes of each fused operator the graph holds."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    counts = Counter(node.op_type for node in graph.node if node.op_type in FUSED_OPERATORS)
+    return {op: counts[op] for op in FUSED_OPERATORS if counts[op]}
+
+
 def optimize_onnx(
-    onnx_in: str | Path, onnx_out: str | Path, facts: ArchitectureFacts, opt_level: int = 0
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    facts: ArchitectureFacts,
+    opt_level: int = 0,
+    onnxscript_fusions: bool = False,
 ) -> dict[str, int]:
-    """Fuse with heads and hidden size from the model's config; return fused-operator counts."""
+    """Fuse with heads and hidden size from the model's config; return fused-operator counts.
+
+    With `onnxscript_fusions` (graphs from the dynamo exporter), onnxscript's ORT fusions run first and
+    ONNX Runtime's optimizer then adds what they leave (EmbedLayerNormalization); where ONNX Runtime's
+    optimizer cannot take their graph, onnxscript's result is kept and the warning says why.
+    """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(
-        str(onnx_in),
-        model_type=optimizer_model_type(facts.model_type),
-        num_heads=facts.num_heads,
-        hidden_size=facts.hidden_size,
-        opt_level=opt_level,
-        use_gpu=False,
-    )
-    counts = {op: int(n) for op, n in model.get_fused_operator_statistics().items() if n}
-    Path(onnx_out).parent.mkdir(parents=True, exist_ok=True)
-    model.save_model_to_file(str(onnx_out))
+    onnx_out = Path(onnx_out)
+    onnx_out.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(onnx_in)
+    if onnxscript_fusions:
+        source = onnx_out.with_name(f".{onnx_out.stem}.onnxscript.onnx")
+        _onnxscript_fusions(onnx_in, source)
+    try:
+        model = optimize_model(
+            str(source),
+            model_type=optimizer_model_type(facts.model_type),
+            num_heads=facts.num_heads,
+            hidden_size=facts.hidden_size,
+            opt_level=opt_level,
+            use_gpu=False,
+        )
+        model.save_model_to_file(str(onnx_out))
+    except Exception as error:
+        if not onnxscript_fusions:
+            raise
+        log.warning("ONNX Runtime's fusions failed on onnxscript's graph (%s: %s); keeping onnxscript's fusions",
+                    type(error).__name__, error)
+        shutil.copyfile(source, onnx_out)
+    finally:
+        if onnxscript_fusions:
+            source.unlink(missing_ok=True)
+    counts = fused_operator_counts(onnx_out)
     log.info("fused %s -> %s: %s", onnx_in, onnx_out, counts)
     return counts
+
+
+def _onnxscript_fusions(onnx_in: str | Path, onnx_out: Path) -> None:
+    import onnx_ir as ir
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    model, applied = optimize_for_ort(ir.load(str(onnx_in)))
+    log.info("onnxscript ORT fusions applied: %s", {k: v for k, v in applied.items() if v})
+    ir.save(model, str(onnx_out))

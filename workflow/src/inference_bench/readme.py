@@ -35,9 +35,14 @@ class MarkerError(ValueError):
     """The README lacks the marker comments, or has them out of order."""
 
 
-def results_section(summary_paths: Sequence[str | Path], models: Sequence[str], images_dir: str = "images") -> str:
+def results_section(
+    summary_paths: Sequence[str | Path], models: Sequence[str], root: Path = Path("."), images_dir: str = "images"
+) -> str:
+    """A block per model: this run's `models` first, then any other model that has a summary. Charts are
+    linked where they exist under `root` (the README's folder)."""
+    others = sorted({Path(p).parent.name for p in summary_paths} - set(models))
     parts: list[str] = []
-    for model in models:
+    for model in [*models, *others]:
         paths = [Path(p) for p in summary_paths if Path(p).parent.name == model]
         if not paths:
             continue
@@ -45,8 +50,11 @@ def results_section(summary_paths: Sequence[str | Path], models: Sequence[str], 
         parts.append(f"### {model}\n")
         for path in sorted(paths, key=lambda p: p.parent.parent.name):
             parts.append(_tag_block(path))
-        charts = [c for c in CHARTS if c != "hardware" or len(tags) > 1]
-        parts.append(" ".join(f"![{c}]({images_dir}/{model}/{c}.png)" for c in charts) + "\n")
+        charts = [
+            c for c in CHARTS if (c != "hardware" or len(tags) > 1) and (root / images_dir / model / f"{c}.png").exists()
+        ]
+        if charts:
+            parts.append(" ".join(f"![{c}]({images_dir}/{model}/{c}.png)" for c in charts) + "\n")
     return "\n".join(parts)
 
 
@@ -84,7 +92,7 @@ def update_readme(readme_path: str | Path, summary_paths: Sequence[str | Path], 
     """Rewrite the results section; True when the file changed."""
     path = Path(readme_path)
     old = path.read_text()
-    new = splice(old, results_section(summary_paths, models))
+    new = splice(old, results_section(summary_paths, models, root=path.parent))
     if new != old:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(new)

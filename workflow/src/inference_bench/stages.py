@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from inference_bench.artifacts import write_sidecar
 from inference_bench.models import ArchitectureFacts
+from inference_bench.optimize import fused_operator_counts
 from inference_bench.parity import ParityReport, Tolerance
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,17 @@ def export_stage(
     opset: int,
     attn_implementation: str,
     tolerance: dict[str, Any],
+    exporter: str = "torchscript",
 ) -> None:
     from inference_bench.export import export_onnx
 
     report = export_onnx(
         model_dir, onnx_out, reference_out, opset=opset, attn_implementation=attn_implementation,
-        tolerance=Tolerance.from_config(tolerance),
+        tolerance=Tolerance.from_config(tolerance), exporter=exporter,
     )
     write_sidecar(
-        onnx_out, stage="export_onnx", opset=opset, attn_implementation=attn_implementation, parity=report.as_dict()
+        onnx_out, stage="export_onnx", exporter=exporter, opset=opset, attn_implementation=attn_implementation,
+        parity=report.as_dict(),
     )
 
 
@@ -53,11 +56,12 @@ def optimize_stage(
     opt_level: int,
     require_full_fusion: bool,
     tolerance: dict[str, Any],
+    onnxscript_fusions: bool = False,
 ) -> dict[str, int]:
     from inference_bench.optimize import expected_fusions, fusion_shortfall, optimize_onnx
 
     facts = ArchitectureFacts.from_model_dir(model_dir)
-    counts = optimize_onnx(onnx_in, onnx_out, facts, opt_level=opt_level)
+    counts = optimize_onnx(onnx_in, onnx_out, facts, opt_level=opt_level, onnxscript_fusions=onnxscript_fusions)
     shortfall = fusion_shortfall(counts, facts)
     if shortfall and require_full_fusion:
         missing = ", ".join(f"{op} {found}/{want}" for op, (found, want) in shortfall.items())
@@ -73,6 +77,7 @@ def optimize_stage(
         stage="optimize_ort",
         source=Path(onnx_in).name,
         opt_level=opt_level,
+        onnxscript_fusions=onnxscript_fusions,
         fused_operators=counts,
         expected_fusions=expected_fusions(facts),
         fusion_shortfall={op: {"found": f, "expected": w} for op, (f, w) in shortfall.items()},
@@ -97,6 +102,7 @@ def fp16_stage(
         onnx_out,
         stage="convert_fp16",
         source=Path(onnx_in).name,
+        fused_operators=fused_operator_counts(onnx_out),
         keep_io_types=keep_io_types,
         op_block_list=list(op_block_list),
         parity=report.as_dict(),
@@ -119,6 +125,7 @@ def int8_stage(
         onnx_out,
         stage="quantize_int8",
         source=Path(onnx_in).name,
+        fused_operators=fused_operator_counts(onnx_out),
         per_channel=per_channel,
         reduce_range=reduce_range,
         parity=report.as_dict(),
