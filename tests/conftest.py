@@ -38,13 +38,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
     """onnx-fp32 export and reference outputs for each tiny model."""
-    from inference_bench.stages import export_stage
+    from inference_bench.stages import export_stage, reference_stage
 
     base = tmp_path_factory.mktemp("exports")
     out = {}
     for model_type, model_dir in tiny_models.items():
         onnx_path = base / model_type / "onnx-fp32.onnx"
         reference = base / model_type / "reference.npz"
+        reference_stage(model_dir, reference)
         export_stage(model_dir, onnx_path, reference, opset=17, attn_implementation="eager",
                      tolerance={"max_abs_diff": 1e-3, "min_cosine": 0.99999})
         out[model_type] = {"model_dir": model_dir, "onnx": onnx_path, "reference": reference}

@@ -52,9 +52,10 @@ def test_export_has_dynamic_batch_and_sequence(tiny_exports, model_type, batch, 
     np.testing.assert_allclose(onnx_out, torch_out, atol=1e-4)
 
 
-def test_export_beyond_tolerance_fails_and_says_by_how_much(tiny_models, tmp_path):
+def test_export_beyond_tolerance_fails_and_says_by_how_much(tiny_exports, tmp_path):
+    paths = tiny_exports["bert"]
     with pytest.raises(ParityError, match=r"diverges from PyTorch FP32: max abs diff \S+ > 1e-12 allowed"):
-        export_stage(tiny_models["bert"], tmp_path / "m.onnx", tmp_path / "ref.npz", opset=17,
+        export_stage(paths["model_dir"], tmp_path / "m.onnx", paths["reference"], opset=17,
                      attn_implementation="eager", tolerance={"max_abs_diff": 1e-12, "min_cosine": 0.9})
 
 

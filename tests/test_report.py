@@ -19,7 +19,11 @@ def two_tags(tmp_path):
         records = [record(v, b, p * b**0.8 * scale, hardware=tag) for v, p in
                    (("pytorch", 60.0), ("onnx-fp32", 30.0), ("ort-int8", 12.0)) for b in (1, 16)]
         summarize(records, {"fp32": 500.0 / scale, "int8": 1500.0 / scale}).to_csv(folder / "summary.csv", index=False)
-        (folder / "artifacts.csv").write_text("variant,file_bytes\nonnx-fp16,133000000\n")
+        (folder / "artifacts.csv").write_text(
+            "variant,file_bytes,sha256,stage,parity_max_abs_diff,parity_min_token_cosine,fused_operators\n"
+            'onnx-fp16,133000000,ab,convert_fp16,0.007,0.9999995,{}\n'
+            'ort-fp32,265000000,cd,optimize_ort,3e-06,1.0,"{""Attention"": 6}"\n'
+        )
         (folder / "environment.json").write_text(json.dumps(records[0]["environment"]))
         paths.append(folder / "summary.csv")
     return paths
@@ -45,6 +49,8 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     assert "**cpu**" in first and "**t4**" in first and "images/m/hardware.png" in first
     assert "| ort-int8 | 1 | 128 |" in first
     assert "% of peak" in first and "images/m/efficiency.png" in first
+    assert "| ort-fp32 | 265 | Attention 6 |" in first and "| onnx-fp16 | 133 | none |" in first
+    assert "ort-int8 min per-token cosine ≥ 0.999 | 1.000000 | yes" in first
     assert not update_readme(readme, two_tags, ["m"])
     assert readme.read_text() == first
 
@@ -75,3 +81,23 @@ def test_missing_markers_are_an_error():
         splice("# no markers here\n", "table")
     with pytest.raises(MarkerError):
         splice(f"{END}\n{START}\n", "table")
+
+
+def test_targets_are_evaluated_from_the_summary():
+    from inference_bench.targets import evaluate_targets
+
+    records = [record("pytorch", 1, 60.0), record("ort-fp32", 1, 20.0), record("ort-int8", 1, 12.0)]
+    results = {row["target"]: row for row in evaluate_targets(summarize(records, {"fp32": 100.0}))}
+    assert results["ort-fp32 ≥ 2.3× pytorch at batch 1"]["met"]
+    int8 = results["ort-int8 ≥ 6× pytorch at batch 1"]
+    assert not int8["met"] and int8["measured"] == pytest.approx(5.0) and int8["gap"] == "83% of target"
+    assert results["ort-int8 ≥ 5× pytorch at batch 32"]["measured"] != results["ort-int8 ≥ 5× pytorch at batch 32"][
+        "measured"]  # no batch-32 row: NaN, left out of the README
+
+
+def test_a_faster_baseline_is_named():
+    from inference_bench.readme import baseline_wins
+
+    records = [record("pytorch", 1, 60.0), record("pytorch-bf16", 1, 30.0), record("ort-fp32", 1, 40.0),
+               record("ort-int8", 1, 20.0), record("pytorch-bf16", 16, 500.0), record("ort-fp32", 16, 400.0)]
+    assert baseline_wins(summarize(records)) == ["`pytorch-bf16` is faster than `ort-fp32` at batch 1."]

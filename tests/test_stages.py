@@ -31,9 +31,10 @@ def test_optimize_fuses_every_layer(tiny_exports, tmp_path, model_type):
 
 def test_incomplete_fusion_fails_naming_the_operator(tiny_models, tmp_path):
     # Exported with SDPA attention, the graph guards the softmax with IsNaN/Where and no Attention fuses.
-    from inference_bench.stages import export_stage
+    from inference_bench.stages import export_stage, reference_stage
 
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    reference_stage(tiny_models["bert"], reference)
     export_stage(tiny_models["bert"], onnx_path, reference, opset=17, attn_implementation="sdpa", tolerance=FP32)
     with pytest.raises(FusionError, match=r"Attention 0/2.*require_full_fusion"):
         optimize_stage(onnx_path, tmp_path / "ort.onnx", tiny_models["bert"], reference, opt_level=0,
@@ -93,10 +94,11 @@ def test_fusion_after_fp16_fuses_as_fully(tiny_exports, tmp_path):
 def test_distilbert_base_shape_fuses_fully(tmp_path):
     """The default model at full size: 6 layers, 12 heads, hidden 768 (random weights)."""
     from inference_bench.models import ModelSpec, prepare_model_dir
-    from inference_bench.stages import export_stage
+    from inference_bench.stages import export_stage, reference_stage
 
     model_dir = prepare_model_dir(ModelSpec(name="distilbert-base", model_type="distilbert"), tmp_path / "hf")
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    reference_stage(model_dir, reference)
     export_stage(model_dir, onnx_path, reference, opset=17, attn_implementation="eager", tolerance=FP32)
     counts = optimize_stage(onnx_path, tmp_path / "ort-fp32.onnx", model_dir, reference, opt_level=0,
                             require_full_fusion=True, tolerance=FP32)
@@ -107,10 +109,11 @@ def test_distilbert_base_shape_fuses_fully(tmp_path):
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_dynamo_export_with_onnxscript_fusions(tiny_models, tmp_path, model_type, attn_implementation):
     from inference_bench.optimize import fusion_shortfall
-    from inference_bench.stages import export_stage
+    from inference_bench.stages import export_stage, reference_stage
 
     model_dir = tiny_models[model_type]
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
+    reference_stage(model_dir, reference)
     export_stage(model_dir, onnx_path, reference, opset=18, attn_implementation=attn_implementation,
                  tolerance=FP32, exporter="dynamo")
     counts = optimize_stage(onnx_path, tmp_path / "ort-fp32.onnx", model_dir, reference, opt_level=0,

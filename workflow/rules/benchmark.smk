@@ -16,11 +16,7 @@ rule benchmark:
         threads=BENCH["threads"],
         seed=BENCH["seed"],
         attn_implementation=BENCH["pytorch_attn_implementation"],
-        config_for_hash=lambda wildcards: {
-            "model": MODELS[wildcards.model],
-            "benchmark": {k: v for k, v in BENCH.items() if k not in ("batch_sizes", "sequence_lengths")},
-            "hardware_tag": HARDWARE_TAG,
-        },
+        config_for_hash=benchmark_config_for_hash,
     conda:
         BENCH_ENV
     script:

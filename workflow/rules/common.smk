@@ -86,6 +86,21 @@ def benchmark_inputs(wildcards):
     return inputs
 
 
+#: Benchmark settings that change what one job measures (the lists of batch sizes and sequence lengths
+#: only add or remove jobs; the calibration sizes concern another job).
+TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed",
+               "pytorch_attn_implementation")
+
+
+def benchmark_config_for_hash(wildcards):
+    """The settings a benchmark result depends on, recorded as its config hash."""
+    return {
+        "model": MODELS[wildcards.model],
+        "benchmark": {key: BENCH[key] for key in TIMING_KEYS},
+        "hardware_tag": HARDWARE_TAG_SETTINGS,
+    }
+
+
 def benchmark_results(wildcards):
     return expand(
         "results/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.json",

@@ -11,13 +11,26 @@ rule download_model:
         "../scripts/download_model.py"
 
 
-rule export_onnx:
+rule reference_outputs:
     input:
         model_dir=model_dir,
     output:
+        reference="results/models/{model}/reference.npz",
+    log:
+        "logs/models/{model}/reference_outputs.log",
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/reference_outputs.py"
+
+
+rule export_onnx:
+    input:
+        model_dir=model_dir,
+        reference=reference_path,
+    output:
         onnx="results/models/{model}/onnx/onnx-fp32.onnx",
         sidecar="results/models/{model}/onnx/onnx-fp32.json",
-        reference="results/models/{model}/reference.npz",
     log:
         "logs/models/{model}/export_onnx.log",
     benchmark:

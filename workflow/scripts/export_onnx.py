@@ -8,7 +8,7 @@ def main() -> None:
     export_stage(
         snakemake.input.model_dir,
         snakemake.output.onnx,
-        snakemake.output.reference,
+        snakemake.input.reference,
         opset=params.opset,
         attn_implementation=params.attn_implementation,
         tolerance=params.tolerance,

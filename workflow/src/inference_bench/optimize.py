@@ -65,6 +65,11 @@ FUSED_OPERATORS = (
     "FastGelu",
     "Gelu",
     "QuickGelu",
+    # What dynamic INT8 quantization turns them into.
+    "QAttention",
+    "QEmbedLayerNormalization",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
 )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from inference_bench.aggregate import machine_line, markdown_table, sort_variants
+from inference_bench.aggregate import format_number, machine_line, markdown_table, sort_variants
 from inference_bench.artifacts import read_json
 from inference_bench.charts import CHARTS
+from inference_bench.targets import evaluate_targets
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"
 END = "<!-- results:end -->"
@@ -48,14 +50,78 @@ def results_section(
             continue
         tags = sorted(p.parent.parent.name for p in paths)
         parts.append(f"### {model}\n")
-        for path in sorted(paths, key=lambda p: p.parent.parent.name):
+        ordered = sorted(paths, key=lambda p: p.parent.parent.name)
+        for path in ordered:
             parts.append(_tag_block(path))
+            parts.append(_targets_block(path))
+        parts.append(_artifacts_block(ordered[0].parent / "artifacts.csv"))
         charts = [
             c for c in CHARTS if (c != "hardware" or len(tags) > 1) and (root / images_dir / model / f"{c}.png").exists()
         ]
         if charts:
             parts.append(" ".join(f"![{c}]({images_dir}/{model}/{c}.png)" for c in charts) + "\n")
     return "\n".join(parts)
+
+
+def _artifacts_block(artifacts_csv: Path) -> str:
+    """Each ONNX file, timed on this tag or not: size, fused operators, parity (at build time, on the CPU)."""
+    if not artifacts_csv.exists():
+        return ""
+    artifacts = pd.read_csv(artifacts_csv)
+    table = pd.DataFrame(
+        {
+            "artifact": artifacts["variant"],
+            "MB": artifacts["file_bytes"] / 1e6,
+            "fused operators": artifacts["fused_operators"].map(_fused_text),
+            "max abs diff": artifacts["parity_max_abs_diff"],
+            "min cosine": artifacts["parity_min_token_cosine"].map(lambda v: f"{v:.6f}"),
+        }
+    )
+    return "ONNX artifacts (parity checked on the CPU execution provider when built):\n\n" + markdown_table(table)
+
+
+def _fused_text(encoded: str) -> str:
+    counts = json.loads(encoded) if isinstance(encoded, str) and encoded else {}
+    return ", ".join(f"{op} {n}" for op, n in counts.items()) or "none"
+
+
+STRONGER_BASELINES = ("pytorch-compile", "pytorch-bf16")
+
+
+def baseline_wins(summary: pd.DataFrame) -> list[str]:
+    """Sentences naming each stronger PyTorch baseline that beats an ONNX variant, and where."""
+    sentences = []
+    onnx = summary[summary["variant"].str.startswith(("onnx-", "ort-", "fp16-"))]
+    for baseline in STRONGER_BASELINES:
+        rows = summary[summary["variant"] == baseline]
+        for variant in sort_variants(onnx)["variant"].unique():
+            beaten = []
+            for row in rows.itertuples():
+                other = onnx[(onnx["variant"] == variant) & (onnx["batch_size"] == row.batch_size)
+                             & (onnx["sequence_length"] == row.sequence_length)]
+                if not other.empty and row.p50_ms < other["p50_ms"].iloc[0]:
+                    beaten.append(f"{row.batch_size}")
+            if beaten:
+                sentences.append(f"`{baseline}` is faster than `{variant}` at batch {', '.join(beaten)}.")
+    return sentences
+
+
+def _targets_block(summary_path: Path) -> str:
+    """The roadmap's targets, where this summary has what they need."""
+    summary = pd.read_csv(summary_path)
+    wins = baseline_wins(summary)
+    notes = ("Stronger PyTorch baselines: " + " ".join(wins) + "\n\n") if wins else ""
+    rows = [row for row in evaluate_targets(summary) if row["measured"] == row["measured"]]
+    if not rows:
+        return notes
+    table = pd.DataFrame(
+        {
+            "target": [row["target"] for row in rows],
+            "measured": [row["shown"] or format_number(row["measured"]) for row in rows],
+            "met": ["yes" if row["met"] else f"no ({row['gap']})" for row in rows],
+        }
+    )
+    return notes + "Targets (median latency, this tag):\n\n" + markdown_table(table)
 
 
 def _tag_block(summary_path: Path) -> str:

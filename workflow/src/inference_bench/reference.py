@@ -13,6 +13,24 @@ OUTPUT_NAME = "last_hidden_state"
 _INPUT_PREFIX = "input:"
 
 
+def compute_reference(model_dir: str | Path, reference_path: str | Path, seed: int = 0) -> None:
+    """PyTorch FP32 (eager attention, inside the SDPA math backend) on a padded batch: what every artifact
+    and every benchmark job is compared with. A stage of its own, so that re-exporting (another opset,
+    say) does not invalidate the PyTorch benchmarks."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from inference_bench.inputs import model_input_names, parity_inputs
+    from inference_bench.models import ArchitectureFacts, load_torch_model
+
+    model = load_torch_model(model_dir, attn_implementation="eager")
+    names = model_input_names(model)
+    feeds = parity_inputs(model_dir, ArchitectureFacts.from_hf_config(model.config), names, seed=seed)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        output = model(**{name: torch.from_numpy(feeds[name]) for name in names}).last_hidden_state.numpy()
+    save_reference(reference_path, feeds, output)
+
+
 def save_reference(path: str | Path, feeds: dict[str, np.ndarray], output: np.ndarray) -> None:
     arrays = {f"{_INPUT_PREFIX}{name}": value for name, value in feeds.items()}
     arrays[OUTPUT_NAME] = output.astype(np.float32)

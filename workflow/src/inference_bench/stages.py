@@ -27,10 +27,16 @@ def _gate(onnx_path: str | Path, reference: str | Path, tolerance: dict[str, Any
     return report
 
 
+def reference_stage(model_dir: str | Path, reference_out: str | Path) -> None:
+    from inference_bench.reference import compute_reference
+
+    compute_reference(model_dir, reference_out)
+
+
 def export_stage(
     model_dir: str | Path,
     onnx_out: str | Path,
-    reference_out: str | Path,
+    reference: str | Path,
     opset: int,
     attn_implementation: str,
     tolerance: dict[str, Any],
@@ -39,7 +45,7 @@ def export_stage(
     from inference_bench.export import export_onnx
 
     report = export_onnx(
-        model_dir, onnx_out, reference_out, opset=opset, attn_implementation=attn_implementation,
+        model_dir, onnx_out, reference, opset=opset, attn_implementation=attn_implementation,
         tolerance=Tolerance.from_config(tolerance), exporter=exporter,
     )
     write_sidecar(

@@ -1,0 +1,10 @@
+from _common import run_logged
+
+from inference_bench.stages import reference_stage
+
+
+def main() -> None:
+    reference_stage(snakemake.input.model_dir, snakemake.output.reference)
+
+
+run_logged(main, snakemake.log[0])
