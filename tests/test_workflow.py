@@ -89,6 +89,55 @@ def test_second_run_has_nothing_to_do(finished_run):
 
 
 @pytest.mark.parametrize(
+    ("change", "planned"),
+    [
+        pytest.param({}, {}, id="nothing changed"),
+        pytest.param(
+            {"benchmark": {"batch_sizes": [1, 2, 3]}},
+            {"benchmark": 4, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="one batch size added: a job per variant",
+        ),
+        pytest.param(
+            {"benchmark": {"min_iterations": 4, "warmup_iterations": 2}},
+            {"benchmark": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="timing settings: benchmarks onwards, no export",
+        ),
+        pytest.param(
+            {"benchmark": {"pytorch_attn_implementation": "eager"}},
+            {"benchmark": 2, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="PyTorch attention: the PyTorch benchmarks only",
+        ),
+        pytest.param(
+            {"export": {"opset": 18}},
+            {"export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2, "quantize_int8": 1, "benchmark": 6,
+             "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="opset: export onwards, PyTorch benchmarks kept",
+        ),
+        pytest.param(
+            {"fp16": {"op_block_list": ["Softmax"]}},
+            {"convert_fp16": 2, "optimize_ort": 1, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="FP16 settings: the FP16 files and fusion after FP16 only",
+        ),
+        pytest.param(
+            {"models": [{"name": "tiny-bert", "model_type": "bert", "config_overrides": {
+                "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}}]},
+            {"download_model": 1, "reference_outputs": 1, "export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2,
+             "quantize_int8": 1, "benchmark": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="another model: everything for it, nothing for the first",
+        ),
+    ],
+)
+def test_a_change_reruns_exactly_what_depends_on_it(finished_run, tmp_path, change, planned):
+    (tmp_path / "change.yaml").write_text(yaml.safe_dump(change))
+    result = snakemake(finished_run, "--dry-run", "--quiet", "rules", "--configfile", str(tmp_path / "change.yaml"))
+    counts = _job_counts(result.stdout)
+    counts.pop("total", None)
+    assert counts == planned
+    if "models" in change:
+        assert "tiny-distilbert" not in result.stdout  # its results are neither rebuilt nor removed
+
+
+@pytest.mark.parametrize(
     ("override", "expected"),
     [
         ({"hardware": "tpu"}, "config error at hardware: 'tpu' is not a declared hardware tag"),
@@ -121,3 +170,23 @@ def _job_counts(text: str) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def test_a_second_tag_joins_the_charts_and_the_readme(finished_run):
+    """Results measured elsewhere (a 'gpu-sim' tag, copied from the CPU ones) sit beside this run's."""
+    source = finished_run / "results/cpu/tiny-distilbert"
+    other = finished_run / "results/gpu-sim/tiny-distilbert"
+    other.mkdir(parents=True)
+    for name in ("summary.csv", "artifacts.csv", "environment.json"):
+        (other / name).write_text((source / name).read_text())
+    summary = pd.read_csv(other / "summary.csv").assign(hardware="gpu-sim")
+    summary["p50_ms"] /= 10
+    summary.to_csv(other / "summary.csv", index=False)
+    hardware_chart = finished_run / "images/tiny-distilbert/hardware.png"
+    before = hardware_chart.read_bytes()
+    snakemake(finished_run, "readme")
+    readme = (finished_run / "README.md").read_text()
+    assert "**cpu**" in readme and "**gpu-sim**" in readme
+    assert "images/tiny-distilbert/hardware.png" in readme
+    assert hardware_chart.read_bytes() != before
+    assert (finished_run / "results/gpu-sim/tiny-distilbert/summary.csv").exists()

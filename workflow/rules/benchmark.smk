@@ -7,6 +7,8 @@ rule benchmark:
         "logs/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.log",
     # Every core: benchmark jobs never share the machine with each other or with an export.
     threads: workflow.cores
+    resources:
+        **HARDWARE_RESOURCES,
     params:
         hardware_tag=HARDWARE_TAG_SETTINGS,
         timing={
@@ -15,7 +17,7 @@ rule benchmark:
         },
         threads=BENCH["threads"],
         seed=BENCH["seed"],
-        attn_implementation=BENCH["pytorch_attn_implementation"],
+        attn_implementation=pytorch_attn_implementation,
         config_for_hash=benchmark_config_for_hash,
     conda:
         BENCH_ENV
@@ -29,6 +31,8 @@ rule calibrate:
     log:
         "logs/{hardware}/calibrate.log",
     threads: workflow.cores
+    resources:
+        **HARDWARE_RESOURCES,
     params:
         hardware_tag=HARDWARE_TAG_SETTINGS,
         threads=BENCH["threads"],

@@ -4,7 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
-from inference_bench import ONNX_VARIANTS, VARIANTS
+from inference_bench import CHARTS, ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
 from inference_bench.config_validation import ConfigError, validate_config
 
 
@@ -17,8 +17,11 @@ except ConfigError as error:
 MODELS = {model["name"]: model for model in config["models"]}
 HARDWARE = config["hardware"]
 HARDWARE_TAG = config["hardware_tags"][HARDWARE]
-#: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG).
-HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k != "variants"}
+#: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG,
+#: the resources only where a cluster runs it).
+HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k not in ("variants", "resources")}
+#: What this tag's measuring jobs ask a cluster executor for (see workflow/profiles/).
+HARDWARE_RESOURCES = HARDWARE_TAG["resources"]
 BENCH = config["benchmark"]
 #: The FP16 and INT8 artifacts are built on every tag, so the size chart shows them even where they are
 #: not timed (FP16 on CPU is FP32 plus casts).
@@ -88,8 +91,12 @@ def benchmark_inputs(wildcards):
 
 #: Benchmark settings that change what one job measures (the lists of batch sizes and sequence lengths
 #: only add or remove jobs; the calibration sizes concern another job).
-TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed",
-               "pytorch_attn_implementation")
+TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed")
+
+
+def pytorch_attn_implementation(wildcards):
+    """Only the PyTorch variants use it; the ONNX ones get None, so changing it reruns PyTorch jobs only."""
+    return BENCH["pytorch_attn_implementation"] if wildcards.variant in TORCH_VARIANTS else None
 
 
 def benchmark_config_for_hash(wildcards):
@@ -97,6 +104,7 @@ def benchmark_config_for_hash(wildcards):
     return {
         "model": MODELS[wildcards.model],
         "benchmark": {key: BENCH[key] for key in TIMING_KEYS},
+        "pytorch_attn_implementation": pytorch_attn_implementation(wildcards),
         "hardware_tag": HARDWARE_TAG_SETTINGS,
     }
 
@@ -130,7 +138,8 @@ def committed_summaries():
     (an experiment's). The README lists them all."""
     produced = set(summaries_of_this_run())
     return [
-        str(path)
+        # local(): read from this checkout even when a storage plugin carries the run's own files.
+        local(str(path))
         for path in sorted(Path("results").glob("*/*/summary.csv"))
         if path.parts[1] != "models" and str(path) not in produced
     ]
@@ -139,5 +148,3 @@ def committed_summaries():
 def chart_files():
     return expand("images/{model}/{chart}.png", model=MODELS, chart=CHARTS)
 
-
-CHARTS = ["speedup", "throughput", "latency", "memory", "tradeoff", "hardware"]

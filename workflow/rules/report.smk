@@ -1,4 +1,6 @@
+# Cheap rules, and the download (compute nodes may have no network), run where Snakemake runs.
 localrules:
+    download_model,
     aggregate,
     charts,
     readme,

@@ -1,6 +1,6 @@
 """Benchmark pipeline for Transformer encoder inference: export, optimize, convert, measure, report."""
 
-__all__ = ["VARIANTS", "ONNX_VARIANTS", "TORCH_VARIANTS"]
+__all__ = ["CHARTS", "VARIANTS", "ONNX_VARIANTS", "TORCH_VARIANTS"]
 
 #: Every variant the pipeline knows, in the order charts and tables show them.
 VARIANTS: tuple[str, ...] = (
@@ -21,3 +21,6 @@ VARIANTS: tuple[str, ...] = (
 ONNX_VARIANTS: tuple[str, ...] = ("onnx-fp32", "onnx-fp16", "ort-fp32", "ort-fp16", "fp16-ort", "ort-int8")
 #: Variants that run the Hugging Face model in PyTorch.
 TORCH_VARIANTS: tuple[str, ...] = ("pytorch", "pytorch-compile", "pytorch-bf16", "pytorch-fp16")
+
+#: The charts drawn per model, as images/{model}/{chart}.png.
+CHARTS: tuple[str, ...] = ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware")

@@ -15,14 +15,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from inference_bench import VARIANTS  # noqa: E402
+from inference_bench import CHARTS, VARIANTS  # noqa: E402
 from inference_bench.aggregate import machine_line  # noqa: E402
 from inference_bench.artifacts import read_json  # noqa: E402
 from inference_bench.calibration import VARIANT_PRECISION  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-CHARTS = ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware")
 _MB = 1e6
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from inference_bench.aggregate import format_number, machine_line, markdown_table, sort_variants
 from inference_bench.artifacts import read_json
-from inference_bench.charts import CHARTS
+from inference_bench import CHARTS
 from inference_bench.targets import evaluate_targets
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"

@@ -52,7 +52,7 @@ class BenchmarkJob:
     timing: TimingSettings = field(default_factory=TimingSettings)
     threads: int = 0
     seed: int = 0
-    attn_implementation: str = "eager"
+    attn_implementation: str | None = "sdpa"  # PyTorch variants only
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -94,7 +94,7 @@ def make_runner(job: BenchmarkJob, threads: int):
             job.model_dir,
             device=job.hardware.device,
             threads=threads,
-            attn_implementation=job.attn_implementation,
+            attn_implementation=job.attn_implementation or "sdpa",
             dtype={"pytorch-fp16": "fp16", "pytorch-bf16": "bf16"}.get(job.variant, "fp32"),
             compile_model=job.variant == "pytorch-compile",
         )
