@@ -172,6 +172,14 @@ def _job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def test_sequence_longer_than_the_model_stops_before_any_job(finished_run, tmp_path):
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump({"benchmark": {"sequence_lengths": [16, 256]}}))
+    result = snakemake(finished_run, "--dry-run", "--configfile", str(tmp_path / "long.yaml"), check=False)
+    assert result.returncode != 0
+    assert ("config error at benchmark.sequence_lengths: 256 exceeds the max_position_embeddings (128) of model "
+            "'tiny-distilbert'") in result.stdout + result.stderr
+
+
 def test_a_second_tag_joins_the_charts_and_the_readme(finished_run):
     """Results measured elsewhere (a 'gpu-sim' tag, copied from the CPU ones) sit beside this run's."""
     source = finished_run / "results/cpu/tiny-distilbert"

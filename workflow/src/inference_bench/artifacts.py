@@ -73,3 +73,23 @@ def write_sidecar(artifact: str | os.PathLike[str], **fields: Any) -> Path:
     out = sidecar_path(artifact)
     write_json_atomic(out, record)
     return out
+
+
+class CorruptArtifactError(RuntimeError):
+    """An artifact no longer matches the sha256 its sidecar recorded when it was built."""
+
+
+def verify_artifact(path: str | os.PathLike[str]) -> None:
+    """Refuse an artifact that was truncated or changed after it was built: compare it with its sidecar."""
+    artifact = Path(path)
+    sidecar = sidecar_path(artifact)
+    if not artifact.is_file():
+        raise CorruptArtifactError(f"{artifact} is missing; rerun the workflow to rebuild it")
+    if not sidecar.is_file():
+        return  # built outside the pipeline (a test, a user's own file): nothing to compare with
+    recorded = read_json(sidecar).get("sha256")
+    if recorded and file_sha256(artifact) != recorded:
+        raise CorruptArtifactError(
+            f"{artifact} does not match the sha256 recorded in {sidecar.name}: it was truncated or changed "
+            f"after it was built. Delete {artifact.name} and {sidecar.name} and rerun the workflow to rebuild it."
+        )

@@ -17,6 +17,10 @@ BERT_FAMILY: frozenset[str] = frozenset(
 )
 
 
+class UnknownModelTypeError(ValueError):
+    """ONNX Runtime's optimizer has no fusion recipe for this model type."""
+
+
 def optimizer_model_type(hf_model_type: str) -> str:
     """The onnxruntime.transformers optimizer's name for a Hugging Face model type."""
     if hf_model_type in BERT_FAMILY:
@@ -25,7 +29,7 @@ def optimizer_model_type(hf_model_type: str) -> str:
 
     if hf_model_type in MODEL_TYPES:
         return hf_model_type
-    raise ValueError(
+    raise UnknownModelTypeError(
         f"model type {hf_model_type!r} has no ONNX Runtime fusion recipe "
         f"(known: {', '.join(sorted(BERT_FAMILY | set(MODEL_TYPES)))})"
     )

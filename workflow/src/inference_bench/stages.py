@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from inference_bench.artifacts import write_sidecar
+from inference_bench.artifacts import verify_artifact, write_sidecar
 from inference_bench.models import ArchitectureFacts
 from inference_bench.optimize import fused_operator_counts
 from inference_bench.parity import ParityReport, Tolerance
@@ -64,10 +65,24 @@ def optimize_stage(
     tolerance: dict[str, Any],
     onnxscript_fusions: bool = False,
 ) -> dict[str, int]:
-    from inference_bench.optimize import expected_fusions, fusion_shortfall, optimize_onnx
+    from inference_bench.optimize import UnknownModelTypeError, expected_fusions, fusion_shortfall, optimize_onnx
 
+    verify_artifact(onnx_in)
     facts = ArchitectureFacts.from_model_dir(model_dir)
-    counts = optimize_onnx(onnx_in, onnx_out, facts, opt_level=opt_level, onnxscript_fusions=onnxscript_fusions)
+    try:
+        counts = optimize_onnx(
+            onnx_in, onnx_out, facts, opt_level=opt_level, onnxscript_fusions=onnxscript_fusions
+        )
+    except UnknownModelTypeError as error:
+        if require_full_fusion:
+            raise FusionError(
+                f"{error}. Set optimize.require_full_fusion: false to benchmark the unfused graph under "
+                f"{Path(onnx_out).name}, or drop the ort-* variants for this model."
+            ) from error
+        # Documented choice: fall back to the plain graph, loudly, rather than stop the whole run.
+        log.warning("%s; %s is the unfused graph", error, Path(onnx_out).name)
+        shutil.copyfile(onnx_in, onnx_out)
+        counts = {}
     shortfall = fusion_shortfall(counts, facts)
     if shortfall and require_full_fusion:
         missing = ", ".join(f"{op} {found}/{want}" for op, (found, want) in shortfall.items())
@@ -102,6 +117,7 @@ def fp16_stage(
 ) -> None:
     from inference_bench.convert import convert_to_fp16
 
+    verify_artifact(onnx_in)
     convert_to_fp16(onnx_in, onnx_out, keep_io_types=keep_io_types, op_block_list=op_block_list)
     report = _gate(onnx_out, reference, tolerance, f"FP16 {Path(onnx_out).name}")
     write_sidecar(
@@ -125,6 +141,7 @@ def int8_stage(
 ) -> None:
     from inference_bench.convert import quantize_to_int8
 
+    verify_artifact(onnx_in)
     quantize_to_int8(onnx_in, onnx_out, per_channel=per_channel, reduce_range=reduce_range)
     report = _gate(onnx_out, reference, tolerance, f"INT8 {Path(onnx_out).name}")
     write_sidecar(

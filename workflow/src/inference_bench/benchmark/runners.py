@@ -89,9 +89,10 @@ class OrtRunner:
     """An ONNX file in ONNX Runtime; on CUDA with IO binding, so host-device copies stay out of the timing."""
 
     def __init__(self, onnx_path: str | Path, providers: list[str], threads: int) -> None:
-        from inference_bench.artifacts import describe_file
+        from inference_bench.artifacts import describe_file, verify_artifact
         from inference_bench.ort_session import make_session
 
+        verify_artifact(onnx_path)
         self.session = make_session(onnx_path, providers=providers, threads=threads)
         self.on_cuda = "CUDAExecutionProvider" in self.session.get_providers()[:1]
         self.model_bytes = describe_file(onnx_path)["file_bytes"]
