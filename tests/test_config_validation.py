@@ -48,6 +48,8 @@ def test_minimal_config_fills_every_section():
         (lambda c: c["models"][0].update(source="hub", hub_id=None), ["models[0].hub_id", "None"]),
         (lambda c: c["models"][0].update(source="local"), ["models[0]", "'path'"]),
         (lambda c: c["models"][0].update(name="../outside"), ["models[0].name", "'../outside'"]),
+        (lambda c: c.update(hardware="../../etc"), ["hardware", "'../../etc'"]),
+        (lambda c: c["hardware_tags"].update({"a/b": c["hardware_tags"]["cpu"]}), ["hardware_tags", "'a/b'"]),
         (lambda c: c["benchmark"].update(sequence_lengths=[0]), ["benchmark.sequence_lengths[0]", "0"]),
     ],
 )

@@ -82,3 +82,40 @@ def test_no_pickle_and_no_remote_code_anywhere_in_the_pipeline():
                  if forbidden.search(line)]
     assert offenders == []
     assert "allow_pickle=False" in (ROOT / "workflow/src/inference_bench/reference.py").read_text()
+
+
+def test_a_model_broken_on_purpose_fails_the_benchmark_instead_of_timing_it(tiny_exports, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from inference_bench.artifacts import write_sidecar
+    from inference_bench.benchmark.run import DriftError
+    from inference_bench.parity import Tolerance
+
+    paths = tiny_exports["bert"]
+    model = onnx.load(str(paths["onnx"]))
+    weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)) if t.data_type == 1 else 0)
+    broken = numpy_helper.to_array(weight).copy()
+    broken.flat[::7] = np.nan
+    weight.CopyFrom(numpy_helper.from_array(broken, weight.name))
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    write_sidecar(tmp_path / "broken.onnx", stage="test")  # a consistent sidecar: only the numbers are wrong
+    job = BenchmarkJob(HardwareTag("cpu"), "tiny", "onnx-fp32", 1, 8, str(paths["model_dir"]),
+                       str(paths["reference"]), onnx_path=str(tmp_path / "broken.onnx"),
+                       timing=TimingSettings(0, 1, 0.0), threads=1,
+                       tolerance=Tolerance(max_abs_diff=None, min_cosine=-1.0))
+    with pytest.raises(DriftError, match=r"onnx-fp32 on cpu diverges from PyTorch FP32: \d+ NaN/Inf"):
+        run_benchmark(job)
+
+
+def test_drift_past_the_tolerance_fails(tiny_exports):
+    from inference_bench.benchmark.run import DriftError
+    from inference_bench.parity import Tolerance
+
+    paths = tiny_exports["bert"]
+    job = BenchmarkJob(HardwareTag("cpu"), "tiny", "pytorch", 1, 8, str(paths["model_dir"]), str(paths["reference"]),
+                       timing=TimingSettings(0, 1, 0.0), threads=1,
+                       tolerance=Tolerance(max_abs_diff=1e-12, min_cosine=0.9))
+    with pytest.raises(DriftError, match="max abs diff .* > 1e-12 allowed"):
+        run_benchmark(job)

@@ -19,6 +19,9 @@ rule benchmark:
         seed=BENCH["seed"],
         attn_implementation=pytorch_attn_implementation,
         config_for_hash=benchmark_config_for_hash,
+        tolerance=variant_tolerance,
+        on_failure=BENCH["on_failure"],
+        memory_limit_mb=BENCH["memory_limit_mb"],
     conda:
         BENCH_ENV
     script:

@@ -6,6 +6,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
 from inference_bench import CHARTS, ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
+from inference_bench.benchmark.run import failure_marker_path
+from inference_bench.calibration import VARIANT_PRECISION
 from inference_bench.config_validation import ConfigError, validate_config
 
 
@@ -111,7 +113,8 @@ def benchmark_inputs(wildcards):
 
 #: Benchmark settings that change what one job measures (the lists of batch sizes and sequence lengths
 #: only add or remove jobs; the calibration sizes concern another job).
-TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed")
+TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed",
+               "memory_limit_mb")
 
 
 def pytorch_attn_implementation(wildcards):
@@ -129,7 +132,12 @@ def benchmark_config_for_hash(wildcards):
     }
 
 
-def benchmark_results(wildcards):
+def variant_tolerance(wildcards):
+    """The parity gate of the variant's precision, checked again on the execution provider being timed."""
+    return parity_tolerance(VARIANT_PRECISION[wildcards.variant])
+
+
+def expected_benchmarks(wildcards):
     return expand(
         "results/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.json",
         hardware=wildcards.hardware,
@@ -138,6 +146,24 @@ def benchmark_results(wildcards):
         batch=BENCH["batch_sizes"],
         seq=BENCH["sequence_lengths"],
     )
+
+
+def benchmark_results(wildcards):
+    """Every expected result, but for jobs that failed last time (their marker stands, their result does
+    not): those are summarized as failed rows instead of being run again. Delete a marker to retry."""
+    return [
+        path
+        for path in expected_benchmarks(wildcards)
+        if Path(path).exists() or not failure_marker_path(path).exists()
+    ]
+
+
+def failed_benchmarks(wildcards):
+    return [
+        str(failure_marker_path(path))
+        for path in expected_benchmarks(wildcards)
+        if not Path(path).exists() and failure_marker_path(path).exists()
+    ]
 
 
 def artifact_sidecars(wildcards):

@@ -9,6 +9,7 @@ localrules:
 rule aggregate:
     input:
         results=benchmark_results,
+        failed=failed_benchmarks,
         sidecars=artifact_sidecars,
         calibration="results/{hardware}/calibration.json",
     output:

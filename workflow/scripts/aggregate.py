@@ -6,7 +6,7 @@ from inference_bench.aggregate import aggregate
 def main() -> None:
     out = snakemake.output
     aggregate(
-        snakemake.input.results,
+        [*snakemake.input.results, *snakemake.input.failed],
         snakemake.input.sidecars,
         calibration_json=snakemake.input.calibration,
         summary_csv=out.summary,

@@ -1,8 +1,18 @@
+import logging
+
 from _common import run_logged
 
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.run import BenchmarkJob, HardwareTag, run_benchmark
+from inference_bench.benchmark.run import (
+    BenchmarkFailure,
+    BenchmarkJob,
+    HardwareTag,
+    failure_marker_path,
+    failure_record,
+    run_benchmark,
+)
 from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.parity import Tolerance
 
 
 def main() -> None:
@@ -20,8 +30,23 @@ def main() -> None:
         threads=params.threads,
         seed=params.seed,
         attn_implementation=params.attn_implementation,
+        tolerance=Tolerance.from_config(params.tolerance),
+        memory_limit_mb=params.memory_limit_mb,
     )
-    record = run_benchmark(job, config_for_hash=params.config_for_hash)
+    marker = failure_marker_path(snakemake.output.result)
+    try:
+        record = run_benchmark(job, config_for_hash=params.config_for_hash)
+    except BenchmarkFailure as failure:
+        record = failure_record(job, failure, config_for_hash=params.config_for_hash)
+        if params.on_failure == "record":
+            logging.getLogger("workflow").error("%s (recorded as a failed row)", failure)
+            write_json_atomic(snakemake.output.result, record)
+            return
+        # The job fails; the marker (not an output, so Snakemake keeps it) lets the next run's summary
+        # show the row as failed instead of dropping it. Delete the marker to try the job again.
+        write_json_atomic(marker, record)
+        raise
+    marker.unlink(missing_ok=True)
     write_json_atomic(snakemake.output.result, record)
 
 

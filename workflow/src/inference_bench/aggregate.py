@@ -15,6 +15,8 @@ from inference_bench.calibration import VARIANT_PRECISION
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SUMMARY_COLUMNS = [
     *KEYS,
+    "status",
+    "failure",
     "model_type",
     "device",
     "threads",
@@ -44,7 +46,9 @@ SUMMARY_COLUMNS = [
 
 
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A job's row; a failed job keeps its row, with its reason and no timing."""
     row = {key: record.get(key) for key in SUMMARY_COLUMNS}
+    row["status"] = record.get("status", "ok")
     parity = record.get("parity", {})
     row["parity_max_abs_diff"] = parity.get("max_abs_diff")
     row["parity_min_token_cosine"] = parity.get("min_token_cosine")
@@ -62,7 +66,8 @@ def summarize(records: Iterable[dict[str, Any]], peak_gflops: dict[str, float] |
     peaks = peak_gflops or {}
     frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(VARIANT_PRECISION.get(v, ""), float("nan")))
     frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
-    baseline = frame.loc[frame["variant"] == "pytorch", [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
+    ok = frame["status"] == "ok"
+    baseline = frame.loc[(frame["variant"] == "pytorch") & ok, [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
     baseline = baseline.rename(columns={"p50_ms": "_baseline_p50_ms"})
     frame = frame.merge(baseline, on=["hardware", "model", "batch_size", "sequence_length"], how="left")
     frame["speedup_vs_pytorch"] = frame["_baseline_p50_ms"] / frame["p50_ms"]
@@ -167,7 +172,8 @@ def aggregate(
     records = [read_json(path) for path in result_paths]
     peaks = read_json(calibration_json)["peak_gflops"] if calibration_json else None
     summary = summarize(records, peaks)
-    environment = records[0]["environment"] if records else {}
+    measured = [r for r in records if r.get("status", "ok") == "ok"]
+    environment = (measured or records)[0]["environment"] if records else {}
     _write_csv(summary, summary_csv)
     _write_csv(artifact_table(sidecar_paths), artifacts_csv)
     _write_text(summary_md, summary_markdown(summary, environment))

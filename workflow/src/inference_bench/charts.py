@@ -39,7 +39,8 @@ def load_results(summary_paths: Sequence[str | Path], model: str) -> tuple[pd.Da
             environments[tag] = read_json(path.parent / "environment.json")
     if not frames:
         raise ValueError(f"no summaries for model {model!r}")
-    summary = pd.concat(frames, ignore_index=True)
+    # Failed jobs have no timing: the README table names them, the charts leave them out.
+    summary = pd.concat(frames, ignore_index=True).dropna(subset=["p50_ms"])
     return summary, (pd.concat(artifacts, ignore_index=True) if artifacts else pd.DataFrame()), environments
 
 

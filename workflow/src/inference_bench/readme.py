@@ -137,6 +137,11 @@ def _tag_block(summary_path: Path) -> str:
     table = shown[list(_COLUMNS)].rename(columns=_COLUMNS)
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}")
     table["% of peak"] = shown["share_of_peak"].map(lambda v: f"{v:.0%}" if v == v else "–")
+    if "status" in shown and (shown["status"] != "ok").any():
+        table["min cosine"] = [
+            f"**failed**: {reason}" if status != "ok" else cosine
+            for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
+        ]
     memory = "peak GPU memory" if gpu else "peak process RSS"
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "

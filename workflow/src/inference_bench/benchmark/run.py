@@ -14,7 +14,7 @@ from inference_bench.benchmark.timing import TimingSettings, latency_statistics,
 from inference_bench.environment import describe_environment
 from inference_bench.flops import encoder_flops
 from inference_bench.reference import load_reference
-from inference_bench.parity import compare_hidden_states
+from inference_bench.parity import Tolerance, compare_hidden_states
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,25 @@ Device = Literal["cpu", "cuda"]
 
 class HardwareMismatchError(RuntimeError):
     """The hardware tag asks for a device this machine does not have; nothing is measured."""
+
+
+class BenchmarkFailure(RuntimeError):
+    """A job that ran but has no trustworthy number: the summary marks its row with this reason."""
+
+
+class OutOfMemoryError(BenchmarkFailure):
+    """The batch does not fit in this machine's (or this job's) memory."""
+
+
+class DriftError(BenchmarkFailure):
+    """The variant's outputs on this execution provider diverge from PyTorch FP32 (or hold NaN/Inf)."""
+
+
+_OOM_SIGNS = ("out of memory", "failed to allocate", "can't allocate memory", "bad_alloc", "cannot allocate memory")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or any(sign in str(error).lower() for sign in _OOM_SIGNS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class BenchmarkJob:
     threads: int = 0
     seed: int = 0
     attn_implementation: str | None = "sdpa"  # PyTorch variants only
+    tolerance: Tolerance | None = None  # parity gate on the execution provider being timed
+    memory_limit_mb: int = 0  # address-space cap for this job; 0: none
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -102,10 +123,30 @@ def make_runner(job: BenchmarkJob, threads: int):
 
 
 def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, Any]:
+    """Measure one job. Raises OutOfMemoryError when the batch does not fit and DriftError when the outputs
+    fail the parity gate, both naming the job, so that no fast number stands for a wrong answer."""
+    check_hardware(job.hardware)
+    if job.memory_limit_mb:
+        limit = job.memory_limit_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        return _measure(job, config_for_hash)
+    except BenchmarkFailure:
+        raise
+    except Exception as error:
+        if not _is_out_of_memory(error):
+            raise
+        raise OutOfMemoryError(
+            f"out of memory at batch {job.batch_size}, sequence {job.sequence_length} ({job.variant} on "
+            f"{job.hardware.name}): {str(error).strip().splitlines()[0][:200]}. Lower benchmark.batch_sizes "
+            f"or run this batch on a machine with more memory."
+        ) from error
+
+
+def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
     from inference_bench.inputs import timing_inputs
     from inference_bench.models import ArchitectureFacts
 
-    check_hardware(job.hardware)
     threads = resolve_threads(job.threads)
     label = f"{job.hardware.name}/{job.model}/{job.variant} b{job.batch_size} s{job.sequence_length}"
     facts = ArchitectureFacts.from_model_dir(job.model_dir)
@@ -113,6 +154,10 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
 
     reference_feeds, reference = load_reference(job.reference_path)
     parity = compare_hidden_states(reference, runner.outputs(reference_feeds), reference_feeds["attention_mask"])
+    if job.tolerance is not None:
+        problems = parity.violations(job.tolerance)
+        if problems:
+            raise DriftError(f"{job.variant} on {job.hardware.name} diverges from PyTorch FP32: {'; '.join(problems)}")
 
     feeds = timing_inputs(facts, list(reference_feeds), job.batch_size, job.sequence_length, job.seed)
     log.info("%s: %d warm-up, then >= %d iterations and >= %.1f s", label, job.timing.warmup_iterations,
@@ -124,6 +169,7 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
              stats["throughput_seq_per_s"], stats["iterations"])
 
     return {
+        "status": "ok",
         "hardware": job.hardware.name,
         "hardware_description": job.hardware.description,
         "device": job.hardware.device,
@@ -144,3 +190,26 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
         "latencies_ms": latencies_ms,
         "environment": describe_environment(device=job.hardware.device, threads=threads, config=config_for_hash),
     }
+
+
+def failure_record(job: BenchmarkJob, failure: BenchmarkFailure, config_for_hash: Any = None) -> dict[str, Any]:
+    """What a failed job leaves: which job, why, and on what; no timing."""
+    return {
+        "status": "failed",
+        "failure": str(failure),
+        "failure_kind": type(failure).__name__,
+        "hardware": job.hardware.name,
+        "device": job.hardware.device,
+        "model": job.model,
+        "variant": job.variant,
+        "batch_size": job.batch_size,
+        "sequence_length": job.sequence_length,
+        "environment": describe_environment(device=job.hardware.device, config=config_for_hash),
+    }
+
+
+def failure_marker_path(result_path: str | Path) -> Path:
+    """results/{tag}/{model}/bench/{variant}/b{B}_s{S}.json -> .../failed/{variant}/b{B}_s{S}.json: a file
+    Snakemake does not own, so it survives the failed job and tells the next run's summary why."""
+    result = Path(result_path)
+    return result.parent.parent.parent / "failed" / result.parent.name / result.name
