@@ -75,3 +75,29 @@ def test_hub_unreachable_says_what_to_use_instead(tmp_path, monkeypatch):
 def test_spec_requires_the_key_its_source_needs():
     with pytest.raises(ModelSourceError, match="needs 'hub_id'"):
         ModelSpec(name="x", source="hub")
+
+
+def test_hub_download_asks_for_safe_files_only_and_records_them(tiny_models, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((tiny_models["bert"] / name).read_bytes())
+    asked = {}
+
+    def fake_snapshot_download(**kwargs):
+        asked.update(kwargs)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    spec = ModelSpec(name="hubbed", source="hub", hub_id="org/model", revision="0123abcd")
+    out = prepare_model_dir(spec, tmp_path / "out")
+    assert asked["repo_id"] == "org/model" and asked["revision"] == "0123abcd"
+    patterns = asked["allow_patterns"]
+    assert "*.safetensors" in patterns and not any(p.endswith((".bin", ".py", ".pt", ".pkl")) for p in patterns)
+    assert "trust_remote_code" not in asked
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["origin"] == {"name": "hubbed", "source": "hub", "hub_id": "org/model", "revision": "0123abcd",
+                                  "resolved_snapshot": "0123abcd"}
+    assert len(manifest["files"]["model.safetensors"]["sha256"]) == 64
