@@ -132,22 +132,45 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+#: Summary column -> its heading in the markdown tables (summary.md and the README).
+TABLE_COLUMNS = {
+    "variant": "variant",
+    "batch_size": "batch",
+    "sequence_length": "seq",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "throughput_seq_per_s": "seq/s",
+    "speedup_vs_pytorch": "speedup vs pytorch",
+    "achieved_gflops": "GFLOP/s",
+    "share_of_peak": "% of peak",
+    "peak_mb": "peak MB",
+    "model_mb": "model MB",
+    "parity_min_token_cosine": "min cosine",
+}
+
+
+def results_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The table people read: peak memory (GPU where there is one, else process RSS) and model size in MB,
+    shares as percentages, and a failed job's reason in place of its cosine."""
+    gpu = summary["peak_gpu_memory_bytes"].notna().any()
+    shown = summary.assign(
+        peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
+        model_mb=summary["model_bytes"] / 1e6,
+    )
+    table = shown[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+    table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}" if v == v else "–")
+    table["% of peak"] = shown["share_of_peak"].map(lambda v: f"{v:.0%}" if v == v else "–")
+    if "status" in shown and (shown["status"] != "ok").any():
+        table["min cosine"] = [
+            f"**failed**: {reason}" if status != "ok" else cosine
+            for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
+        ]
+    return table
+
+
 def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:
-    columns = {
-        "variant": "variant",
-        "batch_size": "batch",
-        "sequence_length": "seq",
-        "p50_ms": "p50 ms",
-        "p90_ms": "p90 ms",
-        "p99_ms": "p99 ms",
-        "throughput_seq_per_s": "seq/s",
-        "speedup_vs_pytorch": "speedup",
-        "achieved_gflops": "GFLOP/s",
-        "share_of_peak": "of peak",
-        "parity_min_token_cosine": "min cosine",
-    }
-    table = summary[list(columns)].rename(columns=columns)
-    return f"{machine_line(environment)}\n\n" + markdown_table(table)
+    return f"{machine_line(environment)}\n\n" + markdown_table(results_table(summary))
 
 
 def machine_line(environment: dict[str, Any]) -> str:

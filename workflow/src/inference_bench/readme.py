@@ -8,29 +8,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from inference_bench.aggregate import format_number, machine_line, markdown_table, sort_variants
-from inference_bench.artifacts import read_json
 from inference_bench import CHARTS
+from inference_bench.aggregate import format_number, machine_line, markdown_table, results_table, sort_variants
+from inference_bench.artifacts import read_json
 from inference_bench.targets import evaluate_targets
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"
 END = "<!-- results:end -->"
-
-_COLUMNS = {
-    "variant": "variant",
-    "batch_size": "batch",
-    "sequence_length": "seq",
-    "p50_ms": "p50 ms",
-    "p90_ms": "p90 ms",
-    "p99_ms": "p99 ms",
-    "throughput_seq_per_s": "seq/s",
-    "speedup_vs_pytorch": "speedup vs pytorch",
-    "achieved_gflops": "GFLOP/s",
-    "share_of_peak": "% of peak",
-    "peak_mb": "peak MB",
-    "model_mb": "model MB",
-    "parity_min_token_cosine": "min cosine",
-}
 
 
 class MarkerError(ValueError):
@@ -129,23 +113,10 @@ def _tag_block(summary_path: Path) -> str:
     summary = sort_variants(pd.read_csv(summary_path))
     env_path = summary_path.parent / "environment.json"
     environment = read_json(env_path) if env_path.exists() else {}
-    gpu = summary["peak_gpu_memory_bytes"].notna().any()
-    shown = summary.assign(
-        peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
-        model_mb=summary["model_bytes"] / 1e6,
-    )
-    table = shown[list(_COLUMNS)].rename(columns=_COLUMNS)
-    table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}")
-    table["% of peak"] = shown["share_of_peak"].map(lambda v: f"{v:.0%}" if v == v else "–")
-    if "status" in shown and (shown["status"] != "ok").any():
-        table["min cosine"] = [
-            f"**failed**: {reason}" if status != "ok" else cosine
-            for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
-        ]
-    memory = "peak GPU memory" if gpu else "peak process RSS"
+    memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
-        f"parity against PyTorch FP32 on padded inputs.\n\n" + markdown_table(table)
+        f"parity against PyTorch FP32 on padded inputs.\n\n" + markdown_table(results_table(summary))
     )
 
 
