@@ -45,6 +45,17 @@ def test_a_batch_that_does_not_fit_fails_alone_and_its_row_is_marked(tmp_path):
     assert (bench / "b1_s128.json").stat().st_mtime_ns == kept
 
 
+def test_record_mode_writes_the_failed_row_in_one_run(tmp_path):
+    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2048], sequence_lengths=[128], memory_limit_mb=600,
+                                                 on_failure="record"))
+    snakemake(project)
+    record = json.loads((project / "results/cpu/tiny-distilbert/bench/onnx-fp32/b2048_s128.json").read_text())
+    assert record["status"] == "failed" and record["failure_kind"] == "OutOfMemoryError"
+    summary = pd.read_csv(project / "results/cpu/tiny-distilbert/summary.csv").set_index("batch_size")
+    assert list(summary["status"]) == ["ok", "failed"]
+    assert "**failed**: out of memory at batch 2048" in (project / "README.md").read_text()
+
+
 def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tmp_path):
     project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2, 3], min_duration_s=4.0))
     bench = project / "results/cpu/tiny-distilbert/bench/onnx-fp32"
