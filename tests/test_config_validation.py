@@ -62,3 +62,17 @@ def test_bad_config_names_key_and_value(config, mutate, expected):
     assert "\n" not in message
     for fragment in expected:
         assert fragment in message
+
+
+def test_sequence_lengths_are_checked_against_downloaded_models(config, tmp_path):
+    import json
+
+    from inference_bench.config_validation import check_sequence_lengths
+
+    validate_config(config, SCHEMA)
+    check_sequence_lengths(config, tmp_path)  # nothing downloaded yet: the benchmark job will check
+    manifest = tmp_path / config["models"][0]["name"] / "hf" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"architecture": {"max_positions": 64}}))
+    with pytest.raises(ConfigError, match=r"sequence_lengths: 128 exceeds the max_position_embeddings \(64\)"):
+        check_sequence_lengths(config, tmp_path)

@@ -1,4 +1,3 @@
-import json
 import re
 import sys
 from pathlib import Path
@@ -8,11 +7,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 from inference_bench import CHARTS, ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
 from inference_bench.benchmark.run import failure_marker_path
 from inference_bench.calibration import VARIANT_PRECISION
-from inference_bench.config_validation import ConfigError, validate_config
+from inference_bench.config_validation import ConfigError, check_sequence_lengths, validate_config
 
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    check_sequence_lengths(config, Path("results/models"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -20,23 +20,6 @@ except ConfigError as error:
 MODELS = {model["name"]: model for model in config["models"]}
 
 
-def check_sequence_lengths():
-    """Stop before any job when a sequence length exceeds a model's positions, for every model whose
-    manifest (written by download_model) is already here; the benchmark job checks the others."""
-    for name in MODELS:
-        manifest = Path(f"results/models/{name}/hf/manifest.json")
-        if not manifest.is_file():
-            continue
-        limit = json.loads(manifest.read_text()).get("architecture", {}).get("max_positions")
-        too_long = [s for s in config["benchmark"]["sequence_lengths"] if limit and s > limit]
-        if too_long:
-            raise WorkflowError(
-                f"config error at benchmark.sequence_lengths: {too_long[0]} exceeds the "
-                f"max_position_embeddings ({limit}) of model {name!r}; use at most {limit}"
-            )
-
-
-check_sequence_lengths()
 HARDWARE = config["hardware"]
 HARDWARE_TAG = config["hardware_tags"][HARDWARE]
 #: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG,

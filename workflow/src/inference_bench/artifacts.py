@@ -55,7 +55,7 @@ def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
 def describe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """File size in bytes (weights stored beside an ONNX file included) and sha256."""
     artifact = Path(path)
-    external = [p for p in artifact.parent.glob(f"{artifact.name}.data")]
+    external = list(artifact.parent.glob(f"{artifact.name}.data"))
     return {
         "file": artifact.name,
         "file_bytes": artifact.stat().st_size + sum(p.stat().st_size for p in external),

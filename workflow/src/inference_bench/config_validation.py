@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator, ValidationError, validators
 
+from inference_bench.artifacts import read_json
+
 _SOURCE_NEEDS = {"hub": "hub_id", "local": "path", "random": "model_type"}
 
 
@@ -90,4 +92,20 @@ def _check_cross_references(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"config error at models[{index}]: source {model['source']!r} needs {needed!r} "
                 f"(model {model['name']!r})"
+            )
+
+
+def check_sequence_lengths(config: dict[str, Any], models_dir: Path) -> None:
+    """Refuse sequence lengths beyond a model's positions, for every model already downloaded (its manifest
+    records the architecture; reading it is cheap). The benchmark job checks models not yet downloaded."""
+    for model in config["models"]:
+        manifest = models_dir / model["name"] / "hf" / "manifest.json"
+        if not manifest.is_file():
+            continue
+        limit = read_json(manifest).get("architecture", {}).get("max_positions")
+        too_long = [length for length in config["benchmark"]["sequence_lengths"] if limit and length > limit]
+        if too_long:
+            raise ConfigError(
+                f"config error at benchmark.sequence_lengths: {too_long[0]} exceeds the "
+                f"max_position_embeddings ({limit}) of model {model['name']!r}; use at most {limit}"
             )
