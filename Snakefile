@@ -14,7 +14,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        "results/readme.stamp",
+        layout.README_STAMP,
 
 
 rule summaries:

@@ -1,16 +1,65 @@
-"""Tiny encoders (2 layers, hidden 32) from BERT, DistilBERT and RoBERTa configs, built once per session."""
+"""Shared by the tests: tiny encoders (2 layers, hidden 32) from BERT, DistilBERT and RoBERTa configs, built
+once per session, and a copy of the project to run the real snakemake in."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "src"))
+# The tests import this checkout's package the way every job does (workflow/scripts/_common.py).
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+import _common  # noqa: F401,E402
 
 from inference_bench.models import ModelSpec, prepare_model_dir  # noqa: E402
+from inference_bench.readme import START  # noqa: E402
+
+TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
+README = f"# Project\n\nkept\n\n{START}\n<!-- results:end -->\n\nkept too\n"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real snakemake, in `workdir`, on 2 cores."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900, env=env,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def record(variant, batch, p50, hardware="cpu", seq=128):
+    """A benchmark job's record as run_benchmark writes it, with latencies made up around `p50`."""
+    return {
+        "hardware": hardware, "model": "m", "model_type": "bert", "device": "cpu", "variant": variant,
+        "batch_size": batch, "sequence_length": seq, "threads": 2, "iterations": 10, "mean_ms": p50 * 1.1,
+        "p50_ms": p50, "p90_ms": p50 * 1.2, "p95_ms": p50 * 1.3, "p99_ms": p50 * 1.5, "std_ms": 0.1,
+        "min_ms": p50 * 0.9, "max_ms": p50 * 2, "throughput_seq_per_s": batch * 1000 / (p50 * 1.1),
+        "flops_per_batch": batch * 11e9, "achieved_gflops": batch * 11e9 / p50 / 1e6,
+        "peak_rss_bytes": 5e8, "peak_gpu_memory_bytes": None, "model_bytes": 2.6e8,
+        "parity": {"max_abs_diff": 1e-6, "min_token_cosine": 0.9999999, "mean_token_cosine": 1.0},
+        "latencies_ms": [p50] * 10, "environment": {"date": "2026-11-26T00:00:00+00:00", "threads": 2,
+                                                    "cpu_model": "Test CPU", "versions": {"torch": "2.13.0"}},
+    }
+
+
+def make_project(root: Path, config: dict | None = None) -> Path:
+    """A copy of the workflow in `root` with the tiny config (or `config`) and a README with the markers."""
+    for name in ("Snakefile", "workflow", "envs"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text(
+        yaml.safe_dump(config) if config is not None else TINY_CONFIG.read_text()
+    )
+    (root / "README.md").write_text(README)
+    return root
 
 TINY_OVERRIDES = {
     "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 128},
@@ -50,3 +99,15 @@ def tiny_exports(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
                      tolerance={"max_abs_diff": 1e-3, "min_cosine": 0.99999})
         out[model_type] = {"model_dir": model_dir, "onnx": onnx_path, "reference": reference}
     return out
+
+
+@pytest.fixture(scope="session")
+def loaded_workflow():
+    """The project's workflow as Snakemake itself parses it (default config), to ask about its rules."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    with SnakemakeApi() as api:
+        workflow_api = api.workflow(snakefile=ROOT / "Snakefile", workdir=ROOT,
+                                    resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings())
+        yield workflow_api._workflow

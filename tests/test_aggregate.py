@@ -3,21 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from inference_bench.aggregate import aggregate, format_number, markdown_table, summarize
-
-
-def record(variant, batch, p50, hardware="cpu", seq=128):
-    return {
-        "hardware": hardware, "model": "m", "model_type": "bert", "device": "cpu", "variant": variant,
-        "batch_size": batch, "sequence_length": seq, "threads": 2, "iterations": 10, "mean_ms": p50 * 1.1,
-        "p50_ms": p50, "p90_ms": p50 * 1.2, "p95_ms": p50 * 1.3, "p99_ms": p50 * 1.5, "std_ms": 0.1,
-        "min_ms": p50 * 0.9, "max_ms": p50 * 2, "throughput_seq_per_s": batch * 1000 / (p50 * 1.1),
-        "flops_per_batch": batch * 11e9, "achieved_gflops": batch * 11e9 / p50 / 1e6,
-        "peak_rss_bytes": 5e8, "peak_gpu_memory_bytes": None, "model_bytes": 2.6e8,
-        "parity": {"max_abs_diff": 1e-6, "min_token_cosine": 0.9999999, "mean_token_cosine": 1.0},
-        "latencies_ms": [p50] * 10, "environment": {"date": "2026-11-26T00:00:00+00:00", "threads": 2,
-                                                    "cpu_model": "Test CPU", "versions": {"torch": "2.13.0"}},
-    }
+from conftest import record
+from inference_bench.aggregate import aggregate, summarize
+from inference_bench.tables import format_number, markdown_table
 
 
 def test_speedup_is_pytorch_median_over_variant_median():

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.run import BenchmarkJob, HardwareMismatchError, HardwareTag, run_benchmark
+from inference_bench.benchmark.run import BenchmarkJob, run_benchmark
 from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
+from inference_bench.hardware import HardwareMismatchError, HardwareTag, runs_here
+from inference_bench.variants import VARIANTS
 
 FAST = TimingSettings(warmup_iterations=1, min_iterations=4, min_duration_s=0.05)
 CPU = HardwareTag(name="cpu", device="cpu", description="test CPU")
@@ -113,10 +115,8 @@ def test_flops_of_distilbert_base_at_batch_1_sequence_128():
 
 @pytest.mark.parametrize("variant", ["pytorch-bf16", "pytorch-compile"])
 def test_stronger_pytorch_baselines(tiny_exports, variant):
-    from inference_bench.environment import cpu_flags
-
-    if variant == "pytorch-bf16" and not {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
-        pytest.skip("this CPU has no BF16 instructions")
+    if runs_here(VARIANTS[variant], "cpu"):
+        pytest.skip(runs_here(VARIANTS[variant], "cpu"))
     record = run_benchmark(_job(tiny_exports["bert"], variant))
     assert record["variant"] == variant and record["p50_ms"] > 0
     assert record["parity"]["min_token_cosine"] > 0.99
@@ -125,8 +125,8 @@ def test_stronger_pytorch_baselines(tiny_exports, variant):
 
 
 def test_bf16_is_refused_on_a_cpu_without_bf16(tiny_exports, monkeypatch):
-    import inference_bench.environment
+    import inference_bench.hardware
 
-    monkeypatch.setattr(inference_bench.environment, "cpu_flags", lambda: ["avx2"])
-    with pytest.raises(ValueError, match="pytorch-bf16 needs a CPU with avx512_bf16 or AMX"):
+    monkeypatch.setattr(inference_bench.hardware, "cpu_flags", lambda: ["avx2"])
+    with pytest.raises(ValueError, match="pytorch-bf16 needs a CPU with avx512_bf16 or amx_bf16"):
         run_benchmark(_job(tiny_exports["bert"], "pytorch-bf16"))

@@ -71,7 +71,7 @@ def test_sequence_lengths_are_checked_against_downloaded_models(config, tmp_path
 
     validate_config(config, SCHEMA)
     check_sequence_lengths(config, tmp_path)  # nothing downloaded yet: the benchmark job will check
-    manifest = tmp_path / config["models"][0]["name"] / "hf" / "manifest.json"
+    manifest = tmp_path / "results" / "models" / config["models"][0]["name"] / "hf" / "manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"architecture": {"max_positions": 64}}))
     with pytest.raises(ConfigError, match=r"sequence_lengths: 128 exceeds the max_position_embeddings \(64\)"):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import TINY_CONFIG, make_project, snakemake
+from conftest import TINY_CONFIG, make_project, snakemake
 
 pytestmark = pytest.mark.e2e
 

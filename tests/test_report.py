@@ -1,13 +1,16 @@
 """Charts and the README section, from summaries written by hand for two hardware tags."""
 
 import json
+import math
 
 import pytest
 
-from test_aggregate import record
+from conftest import record
 from inference_bench.aggregate import summarize
-from inference_bench.charts import CHARTS, draw_charts
+from inference_bench.charts import draw_charts
+from inference_bench.layout import CHARTS
 from inference_bench.readme import END, START, MarkerError, splice, update_readme
+from inference_bench.targets import Target, evaluate_targets
 
 
 @pytest.fixture
@@ -42,7 +45,8 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     readme = tmp_path / "README.md"
     before, after = "# Title\n\nIntro text.\n\n", "\n\n## After\nkept as is\n"
     readme.write_text(f"{before}{START}\nold table\n{END}{after}")
-    assert update_readme(readme, two_tags, ["m"])
+    targets = [_target("ort-int8", 1, "parity_min_token_cosine", 0.999)]
+    assert update_readme(readme, two_tags, ["m"], targets)
     first = readme.read_text()
     assert first.startswith(before + START) and first.endswith(END + after)
     assert "old table" not in first
@@ -50,8 +54,8 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     assert "| ort-int8 | 1 | 128 |" in first
     assert "% of peak" in first and "images/m/efficiency.png" in first
     assert "| ort-fp32 | 265 | Attention 6 |" in first and "| onnx-fp16 | 133 | none |" in first
-    assert "ort-int8 min per-token cosine ≥ 0.999 | 1.000000 | yes" in first
-    assert not update_readme(readme, two_tags, ["m"])
+    assert "ort-int8 min per-token cosine ≥ 0.999 at batch 1, sequence 128 | 1.000000 | yes" in first
+    assert not update_readme(readme, two_tags, ["m"], targets)
     assert readme.read_text() == first
 
 
@@ -83,16 +87,37 @@ def test_missing_markers_are_an_error():
         splice(f"{END}\n{START}\n", "table")
 
 
-def test_targets_are_evaluated_from_the_summary():
-    from inference_bench.targets import evaluate_targets
+def _target(variant, batch, metric="speedup_vs_pytorch", minimum=2.3, hardware="cpu", seq=128):
+    return Target(hardware=hardware, variant=variant, batch_size=batch, sequence_length=seq, metric=metric,
+                  minimum=minimum)
 
+
+def test_targets_are_evaluated_from_the_summary():
     records = [record("pytorch", 1, 60.0), record("ort-fp32", 1, 20.0), record("ort-int8", 1, 12.0)]
-    results = {row["target"]: row for row in evaluate_targets(summarize(records, {"fp32": 100.0}))}
-    assert results["ort-fp32 ≥ 2.3× pytorch at batch 1"]["met"]
-    int8 = results["ort-int8 ≥ 6× pytorch at batch 1"]
+    targets = [_target("ort-fp32", 1), _target("ort-int8", 1, minimum=6.0), _target("ort-int8", 32, minimum=5.0),
+               _target("ort-fp32", 1, "share_of_peak", 0.8), _target("ort-int8", 1, hardware="t4")]
+    results = {row["target"]: row for row in evaluate_targets(summarize(records, {"fp32": 100.0}), targets)}
+    assert len(results) == 4  # the t4 target has no summary of its tag here
+    assert results["ort-fp32 ≥ 2.3× pytorch at batch 1, sequence 128"]["met"]
+    int8 = results["ort-int8 ≥ 6× pytorch at batch 1, sequence 128"]
     assert not int8["met"] and int8["measured"] == pytest.approx(5.0) and int8["gap"] == "83% of target"
-    assert results["ort-int8 ≥ 5× pytorch at batch 32"]["measured"] != results["ort-int8 ≥ 5× pytorch at batch 32"][
-        "measured"]  # no batch-32 row: NaN, left out of the README
+    assert math.isnan(results["ort-int8 ≥ 5× pytorch at batch 32, sequence 128"]["measured"])
+    # 11 GFLOP in 20 ms = 550 GFLOP/s against a 100 GFLOP/s peak (the fake record's numbers).
+    assert results["ort-fp32 ≥ 80% of the FP32 matmul peak at batch 1, sequence 128"]["met"]
+
+
+def test_a_target_without_a_matching_row_is_named_in_the_readme(two_tags, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    targets = [_target("ort-int8", 1, minimum=1.5), _target("ort-int8", 1, seq=512, minimum=1.5)]
+    update_readme(readme, two_tags, ["m"], targets)
+    text = readme.read_text()
+    assert "| ort-int8 ≥ 1.5× pytorch at batch 1, sequence 128 |" in text
+    assert ("| ort-int8 ≥ 1.5× pytorch at batch 1, sequence 512 | no matching row | not measured: no result at "
+            "this variant, batch and sequence length |") in text
+    # Another model's summary (an experiment's) lists only the targets it has rows for.
+    update_readme(readme, two_tags, ["other-model"], targets)
+    assert "sequence 512" not in readme.read_text()
 
 
 def test_a_faster_baseline_is_named():

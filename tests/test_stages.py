@@ -131,3 +131,23 @@ def test_dynamo_needs_opset_18(tiny_models, tmp_path):
     with pytest.raises(ValueError, match="dynamo exporter needs export.opset >= 18, got 17"):
         export_stage(tiny_models["bert"], tmp_path / "m.onnx", tmp_path / "r.npz", opset=17,
                      attn_implementation="eager", tolerance=FP32, exporter="dynamo")
+
+
+def test_an_fp16_conversion_job_does_not_import_torch(tiny_exports, tmp_path):
+    """ONNX-only jobs stay light: the conversion and its parity gate need ONNX and ONNX Runtime, not torch."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    paths = tiny_exports["bert"]
+    script = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'workflow' / 'scripts')!r}); import _common\n"
+        "from inference_bench.stages import fp16_stage\n"
+        f"fp16_stage({str(paths['onnx'])!r}, {str(tmp_path / 'onnx-fp16.onnx')!r}, {str(paths['reference'])!r},"
+        " True, [], {'max_abs_diff': 0.05, 'min_cosine': 0.999})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "onnx-fp16.json").is_file()

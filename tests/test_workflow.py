@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, make_project, snakemake
 
 pytestmark = pytest.mark.e2e
-TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
-README = "# Project\n\nkept\n\n<!-- results:start -->\n<!-- results:end -->\n\nkept too\n"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def make_project(root: Path, config: dict | None = None) -> Path:
-    for name in ("Snakefile", "workflow", "envs"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
-    (root / "config").mkdir()
-    (root / "config" / "config.yaml").write_text(
-        yaml.safe_dump(config) if config is not None else TINY_CONFIG.read_text()
-    )
-    (root / "README.md").write_text(README.replace("<!-- results:start -->", _start_marker()))
-    return root
-
-
-def _start_marker() -> str:
-    sys.path.insert(0, str(ROOT / "workflow" / "src"))
-    from inference_bench.readme import START
-
-    return START
 
 
 @pytest.fixture(scope="module")

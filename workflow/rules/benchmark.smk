@@ -2,19 +2,16 @@ rule benchmark:
     input:
         unpack(benchmark_inputs),
     output:
-        result="results/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.json",
+        result=layout.BENCH_RESULT,
     log:
-        "logs/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.log",
+        layout.log_path("{hardware}", "{model}", "bench", "{variant}", "b{batch}_s{seq}"),
     # Every core: benchmark jobs never share the machine with each other or with an export.
     threads: workflow.cores
     resources:
         **HARDWARE_RESOURCES,
     params:
         hardware_tag=HARDWARE_TAG_SETTINGS,
-        timing={
-            key: BENCH[key]
-            for key in ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s")
-        },
+        timing=benchmark_timing(),
         threads=BENCH["threads"],
         seed=BENCH["seed"],
         attn_implementation=pytorch_attn_implementation,
@@ -30,9 +27,9 @@ rule benchmark:
 
 rule calibrate:
     output:
-        calibration="results/{hardware}/calibration.json",
+        calibration=layout.CALIBRATION,
     log:
-        "logs/{hardware}/calibrate.log",
+        layout.log_path("{hardware}", "calibrate"),
     threads: workflow.cores
     resources:
         **HARDWARE_RESOURCES,

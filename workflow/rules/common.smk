@@ -2,17 +2,20 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
+# Rules and scripts import the pipeline's package the same way: workflow/scripts/_common.py puts this
+# checkout's workflow/src first on sys.path (importing it does that).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+import _common  # noqa: F401,E402
 
-from inference_bench import CHARTS, ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
-from inference_bench.benchmark.run import failure_marker_path
-from inference_bench.calibration import VARIANT_PRECISION
+from inference_bench import layout
+from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
 from inference_bench.config_validation import ConfigError, check_sequence_lengths, validate_config
+from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names, variant_names
 
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-    check_sequence_lengths(config, Path("results/models"))
+    check_sequence_lengths(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -28,18 +31,20 @@ HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k not in ("var
 #: What this tag's measuring jobs ask a cluster executor for (see workflow/profiles/).
 HARDWARE_RESOURCES = HARDWARE_TAG["resources"]
 BENCH = config["benchmark"]
-#: The FP16 and INT8 artifacts are built on every tag, so the size chart shows them even where they are
-#: not timed (FP16 on CPU is FP32 plus casts).
-ALL_ONNX_VARIANTS = list(ONNX_VARIANTS)
 ENV_FOR_DEVICE = {"cpu": "../../envs/pipeline-cpu.yaml", "cuda": "../../envs/pipeline-gpu.yaml"}
 BENCH_ENV = ENV_FOR_DEVICE[HARDWARE_TAG["device"]]
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(name) for name in names)
+
+
 wildcard_constraints:
-    model="|".join(re.escape(name) for name in MODELS),
+    model=one_of(MODELS),
     # Only the tag this run measures has rules: another tag's committed results are read, never remade.
     hardware=re.escape(HARDWARE),
-    variant="|".join(re.escape(v) for v in VARIANTS),
+    variant=one_of(VARIANTS),
     batch=r"[1-9]\d*",
     seq=r"[1-9]\d*",
 
@@ -62,16 +67,21 @@ def parity_tolerance(precision):
     return config["parity"][precision]
 
 
-#: Fused artifact -> the graph it fuses: the FP32 export, or its FP16 conversion (fusion after FP16).
-FUSION_SOURCE = {"ort-fp32": "onnx-fp32", "fp16-ort": "onnx-fp16"}
+#: The artifact torch.onnx.export writes; every other one is made from it.
+(EXPORTED_ARTIFACT,) = artifact_names("export")
 
 
-def fusion_source(wildcards):
-    return f"results/models/{wildcards.model}/onnx/{FUSION_SOURCE[wildcards.fused]}.onnx"
+def artifact_path(model, artifact):
+    return layout.ONNX_ARTIFACT.format(model=model, artifact=artifact)
 
 
-def fusion_tolerance(wildcards):
-    return parity_tolerance("fp16" if "fp16" in wildcards.fused else "fp32")
+def source_artifact(wildcards):
+    """The ONNX file an artifact is made from (the registry's `source`)."""
+    return artifact_path(wildcards.model, ARTIFACTS[wildcards.artifact].source)
+
+
+def artifact_tolerance(wildcards):
+    return parity_tolerance(ARTIFACTS[wildcards.artifact].precision)
 
 
 def onnxscript_fusions(wildcards):
@@ -80,36 +90,35 @@ def onnxscript_fusions(wildcards):
 
 
 def model_dir(wildcards):
-    return f"results/models/{wildcards.model}/hf"
+    return layout.MODEL_DIR.format(model=wildcards.model)
 
 
 def reference_path(wildcards):
-    return f"results/models/{wildcards.model}/reference.npz"
+    return layout.REFERENCE.format(model=wildcards.model)
 
 
 def benchmark_inputs(wildcards):
     inputs = {"model_dir": model_dir(wildcards), "reference": reference_path(wildcards)}
-    if wildcards.variant in ONNX_VARIANTS:
-        inputs["onnx"] = f"results/models/{wildcards.model}/onnx/{wildcards.variant}.onnx"
+    artifact = VARIANTS[wildcards.variant].artifact
+    if artifact:
+        inputs["onnx"] = artifact_path(wildcards.model, artifact)
     return inputs
 
 
-#: Benchmark settings that change what one job measures (the lists of batch sizes and sequence lengths
-#: only add or remove jobs; the calibration sizes concern another job).
-TIMING_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s", "threads", "seed",
-               "memory_limit_mb")
+def benchmark_timing():
+    return {key: BENCH[key] for key in TIMING_CONFIG_KEYS}
 
 
 def pytorch_attn_implementation(wildcards):
-    """Only the PyTorch variants use it; the ONNX ones get None, so changing it reruns PyTorch jobs only."""
-    return BENCH["pytorch_attn_implementation"] if wildcards.variant in TORCH_VARIANTS else None
+    """Only the PyTorch variants use it; the others get None, so changing it reruns PyTorch jobs only."""
+    return BENCH["pytorch_attn_implementation"] if VARIANTS[wildcards.variant].engine == "torch" else None
 
 
 def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
     return {
         "model": MODELS[wildcards.model],
-        "benchmark": {key: BENCH[key] for key in TIMING_KEYS},
+        "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in ("threads", "seed", "memory_limit_mb")}},
         "pytorch_attn_implementation": pytorch_attn_implementation(wildcards),
         "hardware_tag": HARDWARE_TAG_SETTINGS,
     }
@@ -117,12 +126,12 @@ def benchmark_config_for_hash(wildcards):
 
 def variant_tolerance(wildcards):
     """The parity gate of the variant's precision, checked again on the execution provider being timed."""
-    return parity_tolerance(VARIANT_PRECISION[wildcards.variant])
+    return parity_tolerance(VARIANTS[wildcards.variant].tolerance_key)
 
 
 def expected_benchmarks(wildcards):
     return expand(
-        "results/{hardware}/{model}/bench/{variant}/b{batch}_s{seq}.json",
+        layout.BENCH_RESULT,
         hardware=wildcards.hardware,
         model=wildcards.model,
         variant=HARDWARE_TAG["variants"],
@@ -137,29 +146,30 @@ def benchmark_results(wildcards):
     return [
         path
         for path in expected_benchmarks(wildcards)
-        if Path(path).exists() or not failure_marker_path(path).exists()
+        if Path(path).exists() or not layout.failure_marker_path(path).exists()
     ]
 
 
 def failed_benchmarks(wildcards):
     return [
-        str(failure_marker_path(path))
+        str(layout.failure_marker_path(path))
         for path in expected_benchmarks(wildcards)
-        if not Path(path).exists() and failure_marker_path(path).exists()
+        if not Path(path).exists() and layout.failure_marker_path(path).exists()
     ]
 
 
 def artifact_sidecars(wildcards):
-    return expand("results/models/{model}/onnx/{variant}.json", model=wildcards.model, variant=ALL_ONNX_VARIANTS)
+    """Every ONNX artifact is built on every tag, so the size table shows the ones this tag does not time."""
+    return expand(layout.ONNX_SIDECAR, model=wildcards.model, artifact=artifact_names())
 
 
 def summaries_of_this_run():
-    return expand("results/{hardware}/{model}/summary.csv", hardware=HARDWARE, model=MODELS)
+    return expand(layout.SUMMARY, hardware=HARDWARE, model=MODELS)
 
 
 def summaries_of_other_tags():
     """Summaries of this run's models committed from other machines: charts compare them, never rebuilt."""
-    return [p for p in committed_summaries() if Path(p).parent.name in MODELS]
+    return [p for p in committed_summaries() if layout.parse_summary_path(p).model in MODELS]
 
 
 def committed_summaries():
@@ -169,11 +179,25 @@ def committed_summaries():
     return [
         # local(): read from this checkout even when a storage plugin carries the run's own files.
         local(str(path))
-        for path in sorted(Path("results").glob("*/*/summary.csv"))
-        if path.parts[1] != "models" and str(path) not in produced
+        for path in sorted(Path(layout.RESULTS).glob(layout.SUMMARY.format(hardware="*", model="*")[len(layout.RESULTS):]))
+        if layout.parse_summary_path(path).hardware != "models" and str(path) not in produced
     ]
 
 
-def chart_files():
-    return expand("images/{model}/{chart}.png", model=MODELS, chart=CHARTS)
+def files_beside(summaries):
+    """What the charts and the README read beside each summary: its artifact table and its environment
+    (made by this run's aggregate jobs, or committed with another tag's or model's summary)."""
+    produced = set(summaries_of_this_run())
+    files = []
+    for summary in map(str, summaries):
+        for pattern in (layout.ARTIFACT_TABLE, layout.ENVIRONMENT):
+            beside = str(layout.beside_summary(summary, pattern))
+            if summary in produced:
+                files.append(beside)
+            elif Path(beside).exists():
+                files.append(local(beside))
+    return files
 
+
+def chart_files():
+    return expand(layout.CHART, model=MODELS, chart=layout.CHARTS)

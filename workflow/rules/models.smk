@@ -1,8 +1,8 @@
 rule download_model:
     output:
-        model_dir=directory("results/models/{model}/hf"),
+        model_dir=directory(layout.MODEL_DIR),
     log:
-        "logs/models/{model}/download_model.log",
+        layout.log_path("models", "{model}", "download_model"),
     params:
         spec=model_spec,
     conda:
@@ -15,9 +15,11 @@ rule reference_outputs:
     input:
         model_dir=model_dir,
     output:
-        reference="results/models/{model}/reference.npz",
+        reference=layout.REFERENCE,
     log:
-        "logs/models/{model}/reference_outputs.log",
+        layout.log_path("models", "{model}", "reference_outputs"),
+    params:
+        seed=config["parity"]["seed"],
     conda:
         "../../envs/pipeline-cpu.yaml"
     script:
@@ -29,12 +31,12 @@ rule export_onnx:
         model_dir=model_dir,
         reference=reference_path,
     output:
-        onnx="results/models/{model}/onnx/onnx-fp32.onnx",
-        sidecar="results/models/{model}/onnx/onnx-fp32.json",
+        onnx=layout.ONNX_ARTIFACT.format(model="{model}", artifact=EXPORTED_ARTIFACT),
+        sidecar=layout.ONNX_SIDECAR.format(model="{model}", artifact=EXPORTED_ARTIFACT),
     log:
-        "logs/models/{model}/export_onnx.log",
+        layout.log_path("models", "{model}", "export_onnx"),
     benchmark:
-        "results/models/{model}/benchmarks/export_onnx.tsv"
+        layout.STAGE_BENCHMARK.format(model="{model}", step="export_onnx")
     params:
         exporter=setting("export", "exporter"),
         opset=setting("export", "opset"),
@@ -46,24 +48,28 @@ rule export_onnx:
         "../scripts/export_onnx.py"
 
 
+# The rules below make every artifact of their stage in the registry (inference_bench.variants.ARTIFACTS),
+# each from the source artifact the registry names.
+
+
 rule optimize_ort:
     input:
-        onnx=fusion_source,
+        onnx=source_artifact,
         model_dir=model_dir,
         reference=reference_path,
     output:
-        onnx="results/models/{model}/onnx/{fused}.onnx",
-        sidecar="results/models/{model}/onnx/{fused}.json",
+        onnx=layout.ONNX_ARTIFACT,
+        sidecar=layout.ONNX_SIDECAR,
     wildcard_constraints:
-        fused="ort-fp32|fp16-ort",
+        artifact=one_of(artifact_names("fuse")),
     log:
-        "logs/models/{model}/optimize_ort_{fused}.log",
+        layout.log_path("models", "{model}", "optimize_ort_{artifact}"),
     benchmark:
-        "results/models/{model}/benchmarks/optimize_ort_{fused}.tsv"
+        layout.STAGE_BENCHMARK.format(model="{model}", step="optimize_ort_{artifact}")
     params:
         opt_level=setting("optimize", "opt_level"),
         require_full_fusion=setting("optimize", "require_full_fusion"),
-        tolerance=fusion_tolerance,
+        tolerance=artifact_tolerance,
         onnxscript_fusions=onnxscript_fusions,
     conda:
         "../../envs/pipeline-cpu.yaml"
@@ -73,21 +79,21 @@ rule optimize_ort:
 
 rule convert_fp16:
     input:
-        onnx="results/models/{model}/onnx/{stage}-fp32.onnx",
+        onnx=source_artifact,
         reference=reference_path,
     output:
-        onnx="results/models/{model}/onnx/{stage}-fp16.onnx",
-        sidecar="results/models/{model}/onnx/{stage}-fp16.json",
+        onnx=layout.ONNX_ARTIFACT,
+        sidecar=layout.ONNX_SIDECAR,
     wildcard_constraints:
-        stage="onnx|ort",
+        artifact=one_of(artifact_names("fp16")),
     log:
-        "logs/models/{model}/convert_fp16_{stage}.log",
+        layout.log_path("models", "{model}", "convert_fp16_{artifact}"),
     benchmark:
-        "results/models/{model}/benchmarks/convert_fp16_{stage}.tsv"
+        layout.STAGE_BENCHMARK.format(model="{model}", step="convert_fp16_{artifact}")
     params:
         keep_io_types=setting("fp16", "keep_io_types"),
         op_block_list=setting("fp16", "op_block_list"),
-        tolerance=parity_tolerance("fp16"),
+        tolerance=artifact_tolerance,
     conda:
         "../../envs/pipeline-cpu.yaml"
     script:
@@ -96,19 +102,21 @@ rule convert_fp16:
 
 rule quantize_int8:
     input:
-        onnx="results/models/{model}/onnx/ort-fp32.onnx",
+        onnx=source_artifact,
         reference=reference_path,
     output:
-        onnx="results/models/{model}/onnx/ort-int8.onnx",
-        sidecar="results/models/{model}/onnx/ort-int8.json",
+        onnx=layout.ONNX_ARTIFACT,
+        sidecar=layout.ONNX_SIDECAR,
+    wildcard_constraints:
+        artifact=one_of(artifact_names("int8")),
     log:
-        "logs/models/{model}/quantize_int8.log",
+        layout.log_path("models", "{model}", "quantize_int8_{artifact}"),
     benchmark:
-        "results/models/{model}/benchmarks/quantize_int8.tsv"
+        layout.STAGE_BENCHMARK.format(model="{model}", step="quantize_int8_{artifact}")
     params:
         per_channel=setting("int8", "per_channel"),
         reduce_range=setting("int8", "reduce_range"),
-        tolerance=parity_tolerance("int8"),
+        tolerance=artifact_tolerance,
     conda:
         "../../envs/pipeline-cpu.yaml"
     script:

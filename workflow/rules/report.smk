@@ -11,14 +11,14 @@ rule aggregate:
         results=benchmark_results,
         failed=failed_benchmarks,
         sidecars=artifact_sidecars,
-        calibration="results/{hardware}/calibration.json",
+        calibration=layout.CALIBRATION,
     output:
-        summary="results/{hardware}/{model}/summary.csv",
-        artifacts="results/{hardware}/{model}/artifacts.csv",
-        markdown="results/{hardware}/{model}/summary.md",
-        environment="results/{hardware}/{model}/environment.json",
+        summary=layout.SUMMARY,
+        artifacts=layout.ARTIFACT_TABLE,
+        markdown=layout.SUMMARY_MARKDOWN,
+        environment=layout.ENVIRONMENT,
     log:
-        "logs/{hardware}/{model}/aggregate.log",
+        layout.log_path("{hardware}", "{model}", "aggregate"),
     conda:
         "../../envs/report.yaml"
     script:
@@ -28,10 +28,11 @@ rule aggregate:
 rule charts:
     input:
         summaries=summaries_of_this_run() + summaries_of_other_tags(),
+        beside=files_beside(summaries_of_this_run() + summaries_of_other_tags()),
     output:
         charts=chart_files(),
     log:
-        "logs/charts.log",
+        layout.log_path("charts"),
     params:
         models=list(MODELS),
     conda:
@@ -43,17 +44,17 @@ rule charts:
 rule readme:
     input:
         summaries=summaries_of_this_run() + committed_summaries(),
+        beside=files_beside(summaries_of_this_run() + committed_summaries()),
         charts=chart_files(),
     output:
-        # Snakemake deletes a job's outputs before it runs, so README.md itself cannot be one.
-        stamp="results/readme.stamp",
+        stamp=layout.README_STAMP,
     log:
-        "logs/readme.log",
+        layout.log_path("readme"),
     params:
         readme="README.md",
         models=list(MODELS),
+        targets=config["targets"],
     conda:
         "../../envs/report.yaml"
     script:
         "../scripts/readme.py"
-

@@ -1,4 +1,4 @@
-"""Shared by every script: import the pipeline's package, log to the rule's log file and the terminal."""
+"""Shared by every script: import this checkout's package, log to the rule's log file and the terminal."""
 
 from __future__ import annotations
 
@@ -8,11 +8,23 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-# The package lives in workflow/src; put it first so that a conda env (which does not install this
-# project) and a checkout with an older installed copy both run the code of this checkout.
-_SRC = Path(__file__).resolve().parents[1] / "src"
-if str(_SRC) not in sys.path:
-    sys.path.insert(0, str(_SRC))
+#: This checkout's package. The rules (workflow/rules/common.smk) import it from here too.
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def use_this_checkout() -> None:
+    """Put this checkout's workflow/src first on sys.path, wherever it already stood: Snakemake's script
+    preamble appends it (after site-packages), and an installed copy of the package, say a `pip install -e`
+    of another clone, would otherwise be imported instead."""
+    while str(SRC) in sys.path:
+        sys.path.remove(str(SRC))
+    sys.path.insert(0, str(SRC))
+    stale = sys.modules.get("inference_bench")
+    if stale is not None and not str(getattr(stale, "__file__", "")).startswith(str(SRC)):
+        raise ImportError(f"inference_bench was imported from {stale.__file__} before {SRC} could be put first")
+
+
+use_this_checkout()
 
 
 def run_logged(main: Callable[[], None], log_path: str | None) -> None:

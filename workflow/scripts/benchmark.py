@@ -3,15 +3,10 @@ import logging
 from _common import run_logged
 
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.run import (
-    BenchmarkFailure,
-    BenchmarkJob,
-    HardwareTag,
-    failure_marker_path,
-    failure_record,
-    run_benchmark,
-)
+from inference_bench.benchmark.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
 from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.hardware import HardwareTag
+from inference_bench.layout import failure_marker_path
 from inference_bench.parity import Tolerance
 
 

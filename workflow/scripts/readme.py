@@ -3,10 +3,12 @@ from pathlib import Path
 from _common import run_logged
 
 from inference_bench.readme import update_readme
+from inference_bench.targets import Target
 
 
 def main() -> None:
-    update_readme(snakemake.params.readme, snakemake.input.summaries, snakemake.params.models)
+    targets = [Target.from_config(entry) for entry in snakemake.params.targets]
+    update_readme(snakemake.params.readme, snakemake.input.summaries, snakemake.params.models, targets)
     Path(snakemake.output.stamp).touch()
 
 

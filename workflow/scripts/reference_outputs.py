@@ -4,7 +4,7 @@ from inference_bench.stages import reference_stage
 
 
 def main() -> None:
-    reference_stage(snakemake.input.model_dir, snakemake.output.reference)
+    reference_stage(snakemake.input.model_dir, snakemake.output.reference, seed=snakemake.params.seed)
 
 
 run_logged(main, snakemake.log[0])

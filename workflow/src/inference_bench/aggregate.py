@@ -8,9 +8,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from inference_bench import VARIANTS
-from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.calibration import VARIANT_PRECISION
+from inference_bench.artifacts import atomic_path, read_json, write_json_atomic, write_text_atomic
+from inference_bench.tables import summary_markdown
+from inference_bench.variants import BASELINE, precision_of, variant_order
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SUMMARY_COLUMNS = [
@@ -64,10 +64,10 @@ def summarize(records: Iterable[dict[str, Any]], peak_gflops: dict[str, float] |
     if frame.empty:
         return frame
     peaks = peak_gflops or {}
-    frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(VARIANT_PRECISION.get(v, ""), float("nan")))
+    frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(precision_of(v) or "", float("nan")))
     frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
     ok = frame["status"] == "ok"
-    baseline = frame.loc[(frame["variant"] == "pytorch") & ok, [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
+    baseline = frame.loc[(frame["variant"] == BASELINE) & ok, [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
     baseline = baseline.rename(columns={"p50_ms": "_baseline_p50_ms"})
     frame = frame.merge(baseline, on=["hardware", "model", "batch_size", "sequence_length"], how="left")
     frame["speedup_vs_pytorch"] = frame["_baseline_p50_ms"] / frame["p50_ms"]
@@ -76,7 +76,7 @@ def summarize(records: Iterable[dict[str, Any]], peak_gflops: dict[str, float] |
 
 
 def sort_variants(frame: pd.DataFrame) -> pd.DataFrame:
-    order = {name: index for index, name in enumerate(VARIANTS)}
+    order = {name: index for index, name in enumerate(variant_order(frame["variant"]))}
     return frame.sort_values(
         ["hardware", "model", "variant", "sequence_length", "batch_size"],
         key=lambda column: column.map(order) if column.name == "variant" else column,
@@ -102,87 +102,6 @@ def artifact_table(sidecar_paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_number(value: float) -> str:
-    """Three significant figures without scientific notation for the sizes a table shows."""
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 0.01 or magnitude == 0:
-        return f"{value:.2f}"
-    return f"{value:.2g}"
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table (pandas' to_markdown would add a dependency for this one use)."""
-
-    def cell(value: Any) -> str:
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return "–"
-        if isinstance(value, float):
-            return format_number(value)
-        return str(value)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join(" --- " for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-#: Summary column -> its heading in the markdown tables (summary.md and the README).
-TABLE_COLUMNS = {
-    "variant": "variant",
-    "batch_size": "batch",
-    "sequence_length": "seq",
-    "p50_ms": "p50 ms",
-    "p90_ms": "p90 ms",
-    "p99_ms": "p99 ms",
-    "throughput_seq_per_s": "seq/s",
-    "speedup_vs_pytorch": "speedup vs pytorch",
-    "achieved_gflops": "GFLOP/s",
-    "share_of_peak": "% of peak",
-    "peak_mb": "peak MB",
-    "model_mb": "model MB",
-    "parity_min_token_cosine": "min cosine",
-}
-
-
-def results_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The table people read: peak memory (GPU where there is one, else process RSS) and model size in MB,
-    shares as percentages, and a failed job's reason in place of its cosine."""
-    gpu = summary["peak_gpu_memory_bytes"].notna().any()
-    shown = summary.assign(
-        peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
-        model_mb=summary["model_bytes"] / 1e6,
-    )
-    table = shown[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
-    table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: f"{v:.6f}" if v == v else "–")
-    table["% of peak"] = shown["share_of_peak"].map(lambda v: f"{v:.0%}" if v == v else "–")
-    if "status" in shown and (shown["status"] != "ok").any():
-        table["min cosine"] = [
-            f"**failed**: {reason}" if status != "ok" else cosine
-            for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
-        ]
-    return table
-
-
-def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:
-    return f"{machine_line(environment)}\n\n" + markdown_table(results_table(summary))
-
-
-def machine_line(environment: dict[str, Any]) -> str:
-    versions = environment.get("versions", {})
-    device = environment.get("gpu_name") or environment.get("cpu_model", "unknown CPU")
-    libs = ", ".join(
-        f"{name} {versions[name]}" for name in ("torch", "onnxruntime", "transformers") if name in versions
-    )
-    threads = environment.get("threads")
-    return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}; {libs}"
-
-
 def aggregate(
     result_paths: Sequence[str | Path],
     sidecar_paths: Sequence[str | Path],
@@ -199,18 +118,11 @@ def aggregate(
     environment = (measured or records)[0]["environment"] if records else {}
     _write_csv(summary, summary_csv)
     _write_csv(artifact_table(sidecar_paths), artifacts_csv)
-    _write_text(summary_md, summary_markdown(summary, environment))
+    write_text_atomic(summary_md, summary_markdown(summary, environment))
     write_json_atomic(environment_json, {**environment, "jobs": len(records)})
     return summary
 
 
 def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    tmp = Path(f"{path}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-
-
-def _write_text(path: str | Path, text: str) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)

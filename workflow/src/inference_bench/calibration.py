@@ -10,24 +10,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from inference_bench.environment import cpu_flags
+from inference_bench.hardware import DEVICE_PROVIDERS, runs_here
+from inference_bench.variants import VARIANTS
 
 log = logging.getLogger(__name__)
-
-#: Variant -> the precision its big matrix multiplies run in.
-VARIANT_PRECISION = {
-    "pytorch": "fp32",
-    "pytorch-compile": "fp32",
-    "onnx-fp32": "fp32",
-    "ort-fp32": "fp32",
-    "pytorch-fp16": "fp16",
-    "onnx-fp16": "fp16",
-    "ort-fp16": "fp16",
-    "fp16-ort": "fp16",
-    "ort-int8": "int8",
-    "pytorch-bf16": "bf16",
-}
-
 
 def _median_seconds(call: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
@@ -95,7 +81,7 @@ def _measure_size(device: str, threads: int, size: int, repeats: int) -> list[di
                         "gflops": flops / seconds / 1e9})
         log.info("%s %s matmul %d^3: %.1f GFLOP/s", engine, dtype, size, flops / seconds / 1e9)
 
-    providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    providers = list(DEVICE_PROVIDERS[device])
     ort_precisions = ["fp32", "fp16"] if device == "cuda" else ["fp32", "int8"]
     with tempfile.TemporaryDirectory() as folder:
         for dtype in ort_precisions:
@@ -108,11 +94,13 @@ def _measure_size(device: str, threads: int, size: int, repeats: int) -> list[di
             record("onnxruntime", dtype, _median_seconds(_ort_call(session, activations, device), repeats))
 
     torch_device = torch.device(device)
-    torch_precisions = {"fp32": torch.float32}
-    if device == "cuda":
-        torch_precisions |= {"fp16": torch.float16, "bf16": torch.bfloat16}
-    elif {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
-        torch_precisions["bf16"] = torch.bfloat16
+    # The precisions the PyTorch variants that run on this device use: FP32, BF16 where the CPU has BF16
+    # instructions or on CUDA, FP16 on CUDA.
+    torch_precisions = {
+        v.precision: getattr(torch, v.torch_dtype)
+        for v in VARIANTS.values()
+        if v.engine == "torch" and runs_here(v, device) is None
+    }
     for dtype, torch_dtype in torch_precisions.items():
         a = torch.randn(size, size, device=torch_device, dtype=torch_dtype)
         b = torch.randn(size, size, device=torch_device, dtype=torch_dtype)
@@ -129,19 +117,9 @@ def _measure_size(device: str, threads: int, size: int, repeats: int) -> list[di
 def _ort_call(session, activations: np.ndarray, device: str) -> Callable[[], Any]:
     if device != "cuda":
         return lambda: session.run(None, {"A": activations})
-    import onnxruntime as ort
+    from inference_bench.ort_session import cuda_bound_call
 
-    binding = session.io_binding()
-    resident = ort.OrtValue.ortvalue_from_numpy(activations, "cuda", 0)
-    binding.bind_ortvalue_input("A", resident)
-    binding.bind_output("Y", "cuda", 0)
-
-    def call() -> None:
-        session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        _ = resident  # keep the device buffer alive as long as the call
-
-    return call
+    return cuda_bound_call(session, {"A": activations}, ["Y"])
 
 
 def peak_by_precision(measurements: list[dict[str, Any]]) -> dict[str, float]:

@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from inference_bench import CHARTS, VARIANTS  # noqa: E402
-from inference_bench.aggregate import machine_line  # noqa: E402
+from inference_bench import layout  # noqa: E402
 from inference_bench.artifacts import read_json  # noqa: E402
-from inference_bench.calibration import VARIANT_PRECISION  # noqa: E402
+from inference_bench.tables import machine_line  # noqa: E402
+from inference_bench.variants import VARIANTS, precision_of, variant_order  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,16 @@ def load_results(summary_paths: Sequence[str | Path], model: str) -> tuple[pd.Da
     """Summaries, artifact sizes and each tag's environment for `model`, from every tag given."""
     frames, artifacts, environments = [], [], {}
     for path in map(Path, summary_paths):
-        if path.parent.name != model:
+        key = layout.parse_summary_path(path)
+        if key.model != model:
             continue
         frames.append(pd.read_csv(path))
-        tag = path.parent.parent.name
-        if (path.parent / "artifacts.csv").exists():
-            artifacts.append(pd.read_csv(path.parent / "artifacts.csv").assign(hardware=tag))
-        if (path.parent / "environment.json").exists():
-            environments[tag] = read_json(path.parent / "environment.json")
+        artifact_table = layout.beside_summary(path, layout.ARTIFACT_TABLE)
+        if artifact_table.exists():
+            artifacts.append(pd.read_csv(artifact_table).assign(hardware=key.hardware))
+        environment = layout.beside_summary(path, layout.ENVIRONMENT)
+        if environment.exists():
+            environments[key.hardware] = read_json(environment)
     if not frames:
         raise ValueError(f"no summaries for model {model!r}")
     # Failed jobs have no timing: the README table names them, the charts leave them out.
@@ -59,7 +61,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
         "hardware": _hardware,
     }
     written = []
-    for name in CHARTS:
+    for name in layout.CHARTS:
         figure = painters[name](summary)
         figure.suptitle(f"{model}: {_TITLES[name]}", fontsize=13, fontweight="bold")
         figure.text(0.01, 0.005, caption, fontsize=7.5, color="0.3", ha="left", va="bottom")
@@ -106,8 +108,7 @@ def _caption(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]) -> 
 
 
 def _variant_order(frame: pd.DataFrame) -> list[str]:
-    present = set(frame["variant"])
-    return [v for v in VARIANTS if v in present]
+    return variant_order(frame["variant"])
 
 
 def _palette() -> dict[str, Any]:
@@ -209,7 +210,7 @@ def _efficiency(summary: pd.DataFrame):
     tags, seqs = _facets(summary)
     for r, tag in enumerate(tags):
         data = summary[summary["hardware"] == tag]
-        peaks = data.groupby(data["variant"].map(VARIANT_PRECISION))["peak_gflops"].first().dropna()
+        peaks = data.groupby(data["variant"].map(precision_of))["peak_gflops"].first().dropna()
         for c, _ in enumerate(seqs):
             ax = axes[r][c]
             for (precision, peak), style in zip(sorted(peaks.items()), ("--", ":", "-.", "-")):
@@ -254,7 +255,7 @@ def _model_sizes(data: pd.DataFrame, artifacts: pd.DataFrame) -> pd.DataFrame:
         files = artifacts[["variant", "file_bytes"]].rename(columns={"file_bytes": "model_bytes"})
         sizes = pd.concat([sizes, files[~files["variant"].isin(sizes["variant"])]], ignore_index=True)
     sizes["megabytes"] = sizes["model_bytes"] / _MB
-    order = {name: i for i, name in enumerate(VARIANTS)}
+    order = {name: i for i, name in enumerate(variant_order(sizes["variant"]))}
     return sizes.sort_values("variant", key=lambda s: s.map(order))
 
 

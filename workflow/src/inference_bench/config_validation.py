@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator, ValidationError, validators
 
+from inference_bench import layout
 from inference_bench.artifacts import read_json
+from inference_bench.variants import VARIANTS
 
 _SOURCE_NEEDS = {"hub": "hub_id", "local": "path", "random": "model_type"}
 
@@ -40,8 +42,11 @@ _DefaultFillingValidator = _with_defaults(Draft7Validator)
 
 
 def load_schema(schema_path: str | Path) -> dict[str, Any]:
+    """The schema, with the variant names of the registry as the enum of `definitions.variant`."""
     with open(schema_path) as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    schema["definitions"]["variant"]["enum"] = list(VARIANTS)
+    return schema
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
@@ -95,11 +100,11 @@ def _check_cross_references(config: dict[str, Any]) -> None:
             )
 
 
-def check_sequence_lengths(config: dict[str, Any], models_dir: Path) -> None:
+def check_sequence_lengths(config: dict[str, Any], project_dir: Path = Path(".")) -> None:
     """Refuse sequence lengths beyond a model's positions, for every model already downloaded (its manifest
     records the architecture; reading it is cheap). The benchmark job checks models not yet downloaded."""
     for model in config["models"]:
-        manifest = models_dir / model["name"] / "hf" / "manifest.json"
+        manifest = project_dir / layout.MODEL_DIR.format(model=model["name"]) / layout.MANIFEST_NAME
         if not manifest.is_file():
             continue
         limit = read_json(manifest).get("architecture", {}).get("max_positions")

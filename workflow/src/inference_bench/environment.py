@@ -9,8 +9,9 @@ import os
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from inference_bench.hardware import cpu_flags, cpu_model, gpu_description
 
 _LIBRARIES = (
     "torch",
@@ -40,55 +41,6 @@ def library_versions() -> dict[str, str]:
     except ImportError:
         pass
     return versions
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The instruction-set flags that decide matmul speed (AVX-512, VNNI, BF16, AMX)."""
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in wanted if flag in present]
-    except OSError:
-        pass
-    return []
-
-
-def gpu_description() -> dict[str, Any]:
-    """GPU name, driver and CUDA version where torch sees a CUDA device; empty otherwise."""
-    try:
-        import torch
-    except ImportError:  # an ONNX Runtime-only environment
-        return {}
-    if not torch.cuda.is_available():
-        return {}
-    props = torch.cuda.get_device_properties(0)
-    info: dict[str, Any] = {
-        "gpu_name": props.name,
-        "gpu_memory_bytes": int(props.total_memory),
-        "gpu_count": torch.cuda.device_count(),
-        "cuda_version": torch.version.cuda,
-    }
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        info["driver_version"] = driver.decode() if isinstance(driver, bytes) else driver
-    except Exception:  # NVML is optional: the name and CUDA version above still hold
-        pass
-    return info
 
 
 def git_commit(repo_dir: str | os.PathLike[str] = ".") -> str | None:

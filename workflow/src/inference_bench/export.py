@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from inference_bench.inputs import model_input_names
 from inference_bench.models import load_torch_model
-from inference_bench.parity import ParityReport, Tolerance, compare_hidden_states
+from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
 from inference_bench.reference import OUTPUT_NAME, load_reference
 
 log = logging.getLogger(__name__)
@@ -120,13 +119,3 @@ class _PositionalEncoder(torch.nn.Module):
             inputs["position_ids"] = self.position_ids[:, : tensors[0].shape[1]]
         return self.model(**inputs, return_dict=True).last_hidden_state
 
-
-def parity_of_onnx(
-    onnx_path: str | Path, reference_path: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-) -> ParityReport:
-    from inference_bench.ort_session import make_session, run_once
-
-    feeds, reference = load_reference(reference_path)
-    session = make_session(onnx_path, providers=providers)
-    output = run_once(session, feeds)
-    return compare_hidden_states(reference, np.asarray(output, dtype=np.float32), feeds["attention_mask"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inference_bench.artifacts import file_sha256, read_json, write_json_atomic
+from inference_bench.layout import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ ALLOWED_FILE_PATTERNS: tuple[str, ...] = (
     "vocab.json",
     "merges.txt",
 )
-MANIFEST_NAME = "manifest.json"
 
 
 class ModelSourceError(RuntimeError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections import Counter
 from pathlib import Path
 
+from inference_bench.graph_report import fused_operator_counts
 from inference_bench.models import ArchitectureFacts
 
 log = logging.getLogger(__name__)
@@ -56,34 +56,6 @@ def fusion_shortfall(counts: dict[str, int], facts: ArchitectureFacts) -> dict[s
         + counts.get("SkipSimplifiedLayerNormalization", 0),
     }
     return {op: (merged[op], want) for op, want in expected_fusions(facts).items() if merged[op] < want}
-
-
-#: Contrib operators the fusions produce (what the fused-operator report counts).
-FUSED_OPERATORS = (
-    "EmbedLayerNormalization",
-    "Attention",
-    "MultiHeadAttention",
-    "SkipLayerNormalization",
-    "SkipSimplifiedLayerNormalization",
-    "BiasGelu",
-    "FastGelu",
-    "Gelu",
-    "QuickGelu",
-    # What dynamic INT8 quantization turns them into.
-    "QAttention",
-    "QEmbedLayerNormalization",
-    "DynamicQuantizeMatMul",
-    "MatMulIntegerToFloat",
-)
-
-
-def fused_operator_counts(onnx_path: str | Path) -> dict[str, int]:
-    """How many nodes of each fused operator the graph holds."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    counts = Counter(node.op_type for node in graph.node if node.op_type in FUSED_OPERATORS)
-    return {op: counts[op] for op in FUSED_OPERATORS if counts[op]}
 
 
 def optimize_onnx(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -74,3 +75,16 @@ def compare_hidden_states(reference: np.ndarray, candidate: np.ndarray, attentio
         nonfinite_values=0,
         compared_tokens=int(keep.sum()),
     )
+
+
+def parity_of_onnx(
+    onnx_path: str | Path, reference_path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> ParityReport:
+    """An ONNX file's outputs on the reference inputs, in ONNX Runtime, against the PyTorch FP32 reference."""
+    from inference_bench.ort_session import make_session, run_once
+    from inference_bench.reference import load_reference
+
+    feeds, reference = load_reference(reference_path)
+    session = make_session(onnx_path, providers=providers)
+    output = run_once(session, feeds)
+    return compare_hidden_states(reference, np.asarray(output, dtype=np.float32), feeds["attention_mask"])

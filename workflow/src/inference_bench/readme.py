@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
-from inference_bench import CHARTS
-from inference_bench.aggregate import format_number, machine_line, markdown_table, results_table, sort_variants
-from inference_bench.artifacts import read_json
-from inference_bench.targets import evaluate_targets
+from inference_bench import layout
+from inference_bench.aggregate import sort_variants
+from inference_bench.artifacts import read_json, write_text_atomic
+from inference_bench.tables import format_number, machine_line, markdown_table, results_table
+from inference_bench.targets import Target, evaluate_targets
+from inference_bench.variants import variant_names
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"
 END = "<!-- results:end -->"
@@ -22,28 +25,32 @@ class MarkerError(ValueError):
 
 
 def results_section(
-    summary_paths: Sequence[str | Path], models: Sequence[str], root: Path = Path("."), images_dir: str = "images"
+    summary_paths: Sequence[str | Path],
+    models: Sequence[str],
+    targets: Sequence[Target] = (),
+    root: Path = Path("."),
 ) -> str:
     """A block per model: this run's `models` first, then any other model that has a summary. Charts are
-    linked where they exist under `root` (the README's folder)."""
-    others = sorted({Path(p).parent.name for p in summary_paths} - set(models))
+    linked where they exist under `root` (the README's folder). A target of this run's models with no
+    matching row says so; other models show only the targets they have rows for."""
+    keyed = [(layout.parse_summary_path(p), Path(p)) for p in summary_paths]
+    others = sorted({key.model for key, _ in keyed} - set(models))
     parts: list[str] = []
     for model in [*models, *others]:
-        paths = [Path(p) for p in summary_paths if Path(p).parent.name == model]
+        paths = sorted((key.hardware, path) for key, path in keyed if key.model == model)
         if not paths:
             continue
-        tags = sorted(p.parent.parent.name for p in paths)
         parts.append(f"### {model}\n")
-        ordered = sorted(paths, key=lambda p: p.parent.parent.name)
-        for path in ordered:
+        for _, path in paths:
             parts.append(_tag_block(path))
-            parts.append(_targets_block(path))
-        parts.append(_artifacts_block(ordered[0].parent / "artifacts.csv"))
+            parts.append(_targets_block(path, targets, report_missing=model in models))
+        parts.append(_artifacts_block(layout.beside_summary(paths[0][1], layout.ARTIFACT_TABLE)))
         charts = [
-            c for c in CHARTS if (c != "hardware" or len(tags) > 1) and (root / images_dir / model / f"{c}.png").exists()
+            chart for chart in layout.CHARTS
+            if (chart != "hardware" or len(paths) > 1) and (root / layout.CHART.format(model=model, chart=chart)).exists()
         ]
         if charts:
-            parts.append(" ".join(f"![{c}]({images_dir}/{model}/{c}.png)" for c in charts) + "\n")
+            parts.append(" ".join(f"![{c}]({layout.CHART.format(model=model, chart=c)})" for c in charts) + "\n")
     return "\n".join(parts)
 
 
@@ -69,14 +76,11 @@ def _fused_text(encoded: str) -> str:
     return ", ".join(f"{op} {n}" for op, n in counts.items()) or "none"
 
 
-STRONGER_BASELINES = ("pytorch-compile", "pytorch-bf16")
-
-
 def baseline_wins(summary: pd.DataFrame) -> list[str]:
-    """Sentences naming each stronger PyTorch baseline that beats an ONNX variant, and where."""
+    """Sentences naming each stronger PyTorch baseline that beats an ONNX Runtime variant, and where."""
     sentences = []
-    onnx = summary[summary["variant"].str.startswith(("onnx-", "ort-", "fp16-"))]
-    for baseline in STRONGER_BASELINES:
+    onnx = summary[summary["variant"].isin(variant_names(engine="onnxruntime"))]
+    for baseline in variant_names(role="stronger_baseline"):
         rows = summary[summary["variant"] == baseline]
         for variant in sort_variants(onnx)["variant"].unique():
             beaten = []
@@ -90,28 +94,41 @@ def baseline_wins(summary: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def _targets_block(summary_path: Path) -> str:
-    """The roadmap's targets, where this summary has what they need."""
+def _targets_block(summary_path: Path, targets: Sequence[Target], report_missing: bool) -> str:
+    """The configured targets of this summary's tag; where the summary has no row for one, it says so
+    (for this run's models) or leaves it out (for an experiment's)."""
     summary = pd.read_csv(summary_path)
     wins = baseline_wins(summary)
     notes = ("Stronger PyTorch baselines: " + " ".join(wins) + "\n\n") if wins else ""
-    rows = [row for row in evaluate_targets(summary) if row["measured"] == row["measured"]]
+    rows = [row for row in evaluate_targets(summary, targets) if report_missing or not math.isnan(row["measured"])]
     if not rows:
         return notes
     table = pd.DataFrame(
         {
             "target": [row["target"] for row in rows],
-            "measured": [row["shown"] or format_number(row["measured"]) for row in rows],
-            "met": ["yes" if row["met"] else f"no ({row['gap']})" for row in rows],
+            "measured": [_measured_text(row) for row in rows],
+            "met": [_met_text(row) for row in rows],
         }
     )
     return notes + "Targets (median latency, this tag):\n\n" + markdown_table(table)
 
 
+def _measured_text(row: dict[str, Any]) -> str:
+    if math.isnan(row["measured"]):
+        return "no matching row"
+    return row["shown"] or format_number(row["measured"])
+
+
+def _met_text(row: dict[str, Any]) -> str:
+    if math.isnan(row["measured"]):
+        return "not measured: no result at this variant, batch and sequence length"
+    return "yes" if row["met"] else f"no ({row['gap']})"
+
+
 def _tag_block(summary_path: Path) -> str:
-    tag = summary_path.parent.parent.name
+    tag = layout.parse_summary_path(summary_path).hardware
     summary = sort_variants(pd.read_csv(summary_path))
-    env_path = summary_path.parent / "environment.json"
+    env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
     environment = read_json(env_path) if env_path.exists() else {}
     memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
     return (
@@ -130,13 +147,16 @@ def splice(readme_text: str, section: str) -> str:
     return f"{head}\n{section.strip()}\n{tail}"
 
 
-def update_readme(readme_path: str | Path, summary_paths: Sequence[str | Path], models: Sequence[str]) -> bool:
+def update_readme(
+    readme_path: str | Path,
+    summary_paths: Sequence[str | Path],
+    models: Sequence[str],
+    targets: Sequence[Target] = (),
+) -> bool:
     """Rewrite the results section; True when the file changed."""
     path = Path(readme_path)
     old = path.read_text()
-    new = splice(old, results_section(summary_paths, models, root=path.parent))
+    new = splice(old, results_section(summary_paths, models, targets, root=path.parent))
     if new != old:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(new)
-        tmp.replace(path)
+        write_text_atomic(path, new)
     return new != old

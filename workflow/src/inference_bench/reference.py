@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference_bench.artifacts import atomic_path
+
 OUTPUT_NAME = "last_hidden_state"
 _INPUT_PREFIX = "input:"
 
@@ -34,10 +36,8 @@ def compute_reference(model_dir: str | Path, reference_path: str | Path, seed: i
 def save_reference(path: str | Path, feeds: dict[str, np.ndarray], output: np.ndarray) -> None:
     arrays = {f"{_INPUT_PREFIX}{name}": value for name, value in feeds.items()}
     arrays[OUTPUT_NAME] = output.astype(np.float32)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_reference(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:

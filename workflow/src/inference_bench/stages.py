@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from inference_bench.artifacts import verify_artifact, write_sidecar
 from inference_bench.models import ArchitectureFacts
-from inference_bench.optimize import fused_operator_counts
-from inference_bench.parity import ParityReport, Tolerance
+from inference_bench.graph_report import fused_operator_counts
+from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +20,16 @@ class FusionError(RuntimeError):
 
 
 def _gate(onnx_path: str | Path, reference: str | Path, tolerance: dict[str, Any], what: str) -> ParityReport:
-    from inference_bench.export import parity_of_onnx
-
     report = parity_of_onnx(onnx_path, reference)
     log.info("%s parity: %s", what, report)
     report.check(Tolerance.from_config(tolerance), what)
     return report
 
 
-def reference_stage(model_dir: str | Path, reference_out: str | Path) -> None:
+def reference_stage(model_dir: str | Path, reference_out: str | Path, seed: int = 0) -> None:
     from inference_bench.reference import compute_reference
 
-    compute_reference(model_dir, reference_out)
+    compute_reference(model_dir, reference_out, seed=seed)
 
 
 def export_stage(
@@ -107,6 +105,31 @@ def optimize_stage(
     return counts
 
 
+def _converted_stage(
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    reference: str | Path,
+    tolerance: dict[str, Any],
+    convert: Callable[[], None],
+    stage: str,
+    what: str,
+    **settings: Any,
+) -> None:
+    """The shape of every conversion: check the source, convert, gate on parity, write the sidecar (with the
+    settings that made the file)."""
+    verify_artifact(onnx_in)
+    convert()
+    report = _gate(onnx_out, reference, tolerance, f"{what} {Path(onnx_out).name}")
+    write_sidecar(
+        onnx_out,
+        stage=stage,
+        source=Path(onnx_in).name,
+        fused_operators=fused_operator_counts(onnx_out),
+        **settings,
+        parity=report.as_dict(),
+    )
+
+
 def fp16_stage(
     onnx_in: str | Path,
     onnx_out: str | Path,
@@ -117,17 +140,10 @@ def fp16_stage(
 ) -> None:
     from inference_bench.convert import convert_to_fp16
 
-    verify_artifact(onnx_in)
-    convert_to_fp16(onnx_in, onnx_out, keep_io_types=keep_io_types, op_block_list=op_block_list)
-    report = _gate(onnx_out, reference, tolerance, f"FP16 {Path(onnx_out).name}")
-    write_sidecar(
-        onnx_out,
-        stage="convert_fp16",
-        source=Path(onnx_in).name,
-        fused_operators=fused_operator_counts(onnx_out),
-        keep_io_types=keep_io_types,
-        op_block_list=list(op_block_list),
-        parity=report.as_dict(),
+    _converted_stage(
+        onnx_in, onnx_out, reference, tolerance,
+        lambda: convert_to_fp16(onnx_in, onnx_out, keep_io_types=keep_io_types, op_block_list=op_block_list),
+        stage="convert_fp16", what="FP16", keep_io_types=keep_io_types, op_block_list=list(op_block_list),
     )
 
 
@@ -141,15 +157,8 @@ def int8_stage(
 ) -> None:
     from inference_bench.convert import quantize_to_int8
 
-    verify_artifact(onnx_in)
-    quantize_to_int8(onnx_in, onnx_out, per_channel=per_channel, reduce_range=reduce_range)
-    report = _gate(onnx_out, reference, tolerance, f"INT8 {Path(onnx_out).name}")
-    write_sidecar(
-        onnx_out,
-        stage="quantize_int8",
-        source=Path(onnx_in).name,
-        fused_operators=fused_operator_counts(onnx_out),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        parity=report.as_dict(),
+    _converted_stage(
+        onnx_in, onnx_out, reference, tolerance,
+        lambda: quantize_to_int8(onnx_in, onnx_out, per_channel=per_channel, reduce_range=reduce_range),
+        stage="quantize_int8", what="INT8", per_channel=per_channel, reduce_range=reduce_range,
     )

@@ -1,47 +1,64 @@
-"""The roadmap's performance targets, checked against a summary (numbers the README shows, not asserts)."""
+"""Performance targets (config `targets:`), checked against a summary: numbers the README shows, not asserts."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Literal
 
 import pandas as pd
+
+from inference_bench.variants import BASELINE, precision_of
+
+Metric = Literal["speedup_vs_pytorch", "share_of_peak", "parity_min_token_cosine"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """`column` of the row (`variant`, `batch_size`) at sequence 128 must be at least `minimum`."""
+    """`metric` of the row (`hardware`, `variant`, `batch_size`, `sequence_length`) must be at least `minimum`."""
 
+    hardware: str
     variant: str
     batch_size: int
-    column: str
+    sequence_length: int
+    metric: Metric
     minimum: float
-    label: str
-    decimals: int | None = None  # None: the README's usual three significant figures
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> "Target":
+        return cls(**entry)
+
+    @property
+    def label(self) -> str:
+        what = {
+            "speedup_vs_pytorch": f"≥ {self.minimum:g}× {BASELINE}",
+            "share_of_peak": f"≥ {self.minimum:.0%} of the {(precision_of(self.variant) or '').upper()} matmul peak",
+            "parity_min_token_cosine": f"min per-token cosine ≥ {self.minimum:g}",
+        }[self.metric]
+        return f"{self.variant} {what} at batch {self.batch_size}, sequence {self.sequence_length}"
+
+    def shown(self, measured: float) -> str | None:
+        """How the measured value is printed; None: the table's usual three significant figures."""
+        return f"{measured:.6f}" if self.metric == "parity_min_token_cosine" else None
 
 
-SEQUENCE_LENGTH = 128
-CPU_TARGETS: tuple[Target, ...] = (
-    *(Target("ort-fp32", b, "speedup_vs_pytorch", 2.3, f"ort-fp32 ≥ 2.3× pytorch at batch {b}") for b in (1, 16, 32)),
-    Target("ort-fp32", 1, "share_of_peak", 0.8, "ort-fp32 ≥ 80% of the FP32 matmul peak at batch 1"),
-    Target("ort-int8", 1, "speedup_vs_pytorch", 6.0, "ort-int8 ≥ 6× pytorch at batch 1"),
-    Target("ort-int8", 32, "speedup_vs_pytorch", 5.0, "ort-int8 ≥ 5× pytorch at batch 32"),
-    Target("ort-int8", 1, "parity_min_token_cosine", 0.999, "ort-int8 min per-token cosine ≥ 0.999", decimals=6),
-)
-
-
-def evaluate_targets(summary: pd.DataFrame, targets: tuple[Target, ...] = CPU_TARGETS) -> list[dict[str, Any]]:
-    """One row per target: the measured value (NaN where the summary lacks the row), met, and the gap."""
+def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[dict[str, Any]]:
+    """One row per target of the summary's hardware tags: the measured value (NaN where the summary lacks
+    the row), met, and the gap."""
+    tags = set(summary["hardware"])
     results = []
     for target in targets:
+        if target.hardware not in tags:
+            continue
         rows = summary[
-            (summary["variant"] == target.variant)
+            (summary["hardware"] == target.hardware)
+            & (summary["variant"] == target.variant)
             & (summary["batch_size"] == target.batch_size)
-            & (summary["sequence_length"] == SEQUENCE_LENGTH)
+            & (summary["sequence_length"] == target.sequence_length)
         ]
-        measured = float(rows[target.column].iloc[0]) if not rows.empty else float("nan")
+        measured = float(rows[target.metric].iloc[0]) if not rows.empty else math.nan
         met = measured >= target.minimum
-        gap = f"{measured / target.minimum:.0%} of target" if measured == measured and not met else ""
-        shown = f"{measured:.{target.decimals}f}" if target.decimals is not None else None
-        results.append({"target": target.label, "measured": measured, "shown": shown, "met": met, "gap": gap})
+        gap = f"{measured / target.minimum:.0%} of target" if not math.isnan(measured) and not met else ""
+        results.append({"target": target.label, "measured": measured, "shown": target.shown(measured),
+                        "met": met, "gap": gap})
     return results

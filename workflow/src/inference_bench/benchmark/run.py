@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import logging
-import os
 import resource
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from inference_bench import ONNX_VARIANTS, TORCH_VARIANTS, VARIANTS
 from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
 from inference_bench.environment import describe_environment
+from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
 from inference_bench.flops import encoder_flops
 from inference_bench.reference import load_reference
 from inference_bench.parity import Tolerance, compare_hidden_states
+from inference_bench.variants import variant as lookup_variant
+
+if TYPE_CHECKING:
+    from inference_bench.benchmark.runners import Runner
 
 log = logging.getLogger(__name__)
-
-Device = Literal["cpu", "cuda"]
-
-
-class HardwareMismatchError(RuntimeError):
-    """The hardware tag asks for a device this machine does not have; nothing is measured."""
-
 
 class BenchmarkFailure(RuntimeError):
     """A job that ran but has no trustworthy number: the summary marks its row with this reason."""
@@ -45,20 +40,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
-class HardwareTag:
-    name: str
-    device: Device = "cpu"
-    gpu_name_contains: str | None = None
-    description: str = ""
-
-    @property
-    def providers(self) -> list[str]:
-        if self.device == "cuda":
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-
-
-@dataclass(frozen=True)
 class BenchmarkJob:
     hardware: HardwareTag
     model: str
@@ -76,49 +57,19 @@ class BenchmarkJob:
     memory_limit_mb: int = 0  # address-space cap for this job; 0: none
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; known: {', '.join(VARIANTS)}")
-        if self.variant in ONNX_VARIANTS and not self.onnx_path:
+        if lookup_variant(self.variant).artifact and not self.onnx_path:
             raise ValueError(f"variant {self.variant!r} needs an ONNX file")
         if self.batch_size < 1 or self.sequence_length < 1:
             raise ValueError("batch size and sequence length must be >= 1")
 
 
-def resolve_threads(requested: int) -> int:
-    """0 means every core this process may run on."""
-    return requested if requested > 0 else len(os.sched_getaffinity(0))
-
-
-def check_hardware(tag: HardwareTag) -> None:
-    """Refuse to measure under a tag whose device is not here, so no result carries the wrong label."""
-    if tag.device != "cuda":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise HardwareMismatchError(
-            f"hardware tag {tag.name!r} needs a CUDA GPU, but none is visible on this machine; "
-            f"run with --config hardware=<a tag for this machine> (e.g. cpu)"
-        )
-    name = torch.cuda.get_device_name(0)
-    if tag.gpu_name_contains and tag.gpu_name_contains.lower() not in name.lower():
-        raise HardwareMismatchError(
-            f"hardware tag {tag.name!r} expects a GPU named like {tag.gpu_name_contains!r}, this one is {name!r}"
-        )
-
-
-def make_runner(job: BenchmarkJob, threads: int):
+def make_runner(job: BenchmarkJob, threads: int) -> Runner:
     from inference_bench.benchmark.runners import OrtRunner, TorchRunner
 
-    if job.variant in TORCH_VARIANTS:
-        return TorchRunner(
-            job.model_dir,
-            device=job.hardware.device,
-            threads=threads,
-            attn_implementation=job.attn_implementation or "sdpa",
-            dtype={"pytorch-fp16": "fp16", "pytorch-bf16": "bf16"}.get(job.variant, "fp32"),
-            compile_model=job.variant == "pytorch-compile",
-        )
+    variant = lookup_variant(job.variant)
+    if variant.engine == "torch":
+        return TorchRunner(job.model_dir, variant, device=job.hardware.device, threads=threads,
+                           attn_implementation=job.attn_implementation or "sdpa")
     return OrtRunner(job.onnx_path, providers=job.hardware.providers, threads=threads)
 
 
@@ -206,10 +157,3 @@ def failure_record(job: BenchmarkJob, failure: BenchmarkFailure, config_for_hash
         "sequence_length": job.sequence_length,
         "environment": describe_environment(device=job.hardware.device, config=config_for_hash),
     }
-
-
-def failure_marker_path(result_path: str | Path) -> Path:
-    """results/{tag}/{model}/bench/{variant}/b{B}_s{S}.json -> .../failed/{variant}/b{B}_s{S}.json: a file
-    Snakemake does not own, so it survives the failed job and tells the next run's summary why."""
-    result = Path(result_path)
-    return result.parent.parent.parent / "failed" / result.parent.name / result.name

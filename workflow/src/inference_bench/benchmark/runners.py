@@ -8,6 +8,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from inference_bench.variants import Variant
+
 log = logging.getLogger(__name__)
 
 
@@ -30,32 +32,31 @@ class TorchRunner:
     def __init__(
         self,
         model_dir: str | Path,
+        variant: Variant,
         device: str,
         threads: int,
         attn_implementation: str,
-        dtype: str = "fp32",
-        compile_model: bool = False,
     ) -> None:
         import torch
 
-        from inference_bench.environment import cpu_flags
+        from inference_bench.hardware import runs_here
         from inference_bench.models import load_torch_model
 
+        if variant.engine != "torch":
+            raise ValueError(f"{variant.name} is not a PyTorch variant")
+        unavailable = runs_here(variant, device)
+        if unavailable:
+            raise ValueError(unavailable)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = torch.device(device)
-        if dtype == "fp16" and self.device.type != "cuda":
-            raise ValueError("pytorch-fp16 runs on CUDA only: CPU FP16 kernels are not a baseline anyone would pick")
-        if dtype == "bf16" and self.device.type == "cpu" and not {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
-            raise ValueError("pytorch-bf16 needs a CPU with avx512_bf16 or AMX; this one has neither")
         model = load_torch_model(model_dir, attn_implementation=attn_implementation)
-        model = model.to(device=self.device, dtype={"fp32": torch.float32, "fp16": torch.float16,
-                                                    "bf16": torch.bfloat16}[dtype])
+        model = model.to(device=self.device, dtype=getattr(torch, variant.torch_dtype))
         self.model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         # Shapes are fixed within a job, so compile without dynamic shapes: the parity batch and the
         # timed batch each compile once, the second during warm-up.
-        self.model = torch.compile(model, dynamic=False) if compile_model else model
+        self.model = torch.compile(model, dynamic=False) if variant.compiled else model
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -109,21 +110,9 @@ class OrtRunner:
         if not self.on_cuda:
             session, output = self.session, [self.output_name]
             return lambda: session.run(output, feeds)
-        import onnxruntime as ort
+        from inference_bench.ort_session import cuda_bound_call
 
-        binding = self.session.io_binding()
-        resident = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0) for name, value in feeds.items()}
-        for name, value in resident.items():
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self.output_name, "cuda", 0)
-        session = self.session
-
-        def call() -> None:
-            session.run_with_iobinding(binding)
-            binding.synchronize_outputs()
-
-        self._keep_alive = resident  # the device buffers must outlive the binding
-        return call
+        return cuda_bound_call(self.session, feeds, [self.output_name])
 
     def peak_device_memory_bytes(self) -> int | None:
         # ONNX Runtime's CUDA arena keeps what it grew to, so after the timed runs the process's

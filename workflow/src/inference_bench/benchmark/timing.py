@@ -32,6 +32,10 @@ class TimingSettings:
             raise ValueError("min_duration_s must be >= 0 and max_duration_s > 0")
 
 
+#: The config keys (benchmark.<key>) that set a job's TimingSettings; progress_interval_s is not one.
+TIMING_CONFIG_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s")
+
+
 def time_calls(call: Callable[[], None], settings: TimingSettings, label: str = "") -> list[float]:
     """Latency of each timed call in milliseconds. `call` must return only when its work is done
     (a CUDA runner synchronizes inside it), so the host clock measures the model and nothing else."""

@@ -1,0 +1,116 @@
+"""Hardware tags and the facts of this machine: device checks, threads, execution providers, CPU flags, GPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference_bench.variants import Device, Variant
+
+#: The execution providers ONNX Runtime is asked for on each device, in priority order.
+DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+#: The instruction-set flags that decide matmul speed (AVX-512, VNNI, BF16, AMX).
+MATMUL_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+class HardwareMismatchError(RuntimeError):
+    """The hardware tag asks for a device this machine does not have; nothing is measured."""
+
+
+@dataclass(frozen=True)
+class HardwareTag:
+    """A machine class a run measures (config `hardware_tags.<name>`), results under results/<name>/."""
+
+    name: str
+    device: Device = "cpu"
+    gpu_name_contains: str | None = None
+    description: str = ""
+
+    @property
+    def providers(self) -> list[str]:
+        return list(DEVICE_PROVIDERS[self.device])
+
+
+def resolve_threads(requested: int) -> int:
+    """0 means every core this process may run on."""
+    return requested if requested > 0 else len(os.sched_getaffinity(0))
+
+
+def check_hardware(tag: HardwareTag) -> None:
+    """Refuse to measure under a tag whose device is not here, so no result carries the wrong label."""
+    if tag.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise HardwareMismatchError(
+            f"hardware tag {tag.name!r} needs a CUDA GPU, but none is visible on this machine; "
+            f"run with --config hardware=<a tag for this machine> (e.g. cpu)"
+        )
+    name = torch.cuda.get_device_name(0)
+    if tag.gpu_name_contains and tag.gpu_name_contains.lower() not in name.lower():
+        raise HardwareMismatchError(
+            f"hardware tag {tag.name!r} expects a GPU named like {tag.gpu_name_contains!r}, this one is {name!r}"
+        )
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """Which of MATMUL_CPU_FLAGS this CPU has."""
+    present = set((_cpuinfo_field("flags") or "").split())
+    return [flag for flag in MATMUL_CPU_FLAGS if flag in present]
+
+
+def runs_here(variant: Variant, device: str) -> str | None:
+    """None when `variant` can run on `device` of this machine, else why not."""
+    if device not in variant.devices:
+        return f"{variant.name} runs on {' or '.join(variant.devices)} only, not {device}"
+    if device == "cpu" and variant.needs_cpu_flags and not set(variant.needs_cpu_flags) & set(cpu_flags()):
+        return f"{variant.name} needs a CPU with {' or '.join(variant.needs_cpu_flags)}; this one has none of them"
+    return None
+
+
+def gpu_description() -> dict[str, Any]:
+    """GPU name, driver and CUDA version where torch sees a CUDA device; empty otherwise."""
+    try:
+        import torch
+    except ImportError:  # an ONNX Runtime-only environment
+        return {}
+    if not torch.cuda.is_available():
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    info: dict[str, Any] = {
+        "gpu_name": props.name,
+        "gpu_memory_bytes": int(props.total_memory),
+        "gpu_count": torch.cuda.device_count(),
+        "cuda_version": torch.version.cuda,
+    }
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        info["driver_version"] = driver.decode() if isinstance(driver, bytes) else driver
+    except Exception:  # NVML is optional: the name and CUDA version above still hold
+        pass
+    return info

@@ -1,0 +1,88 @@
+"""Summaries rendered for people: number formats, the results table, the machine line, Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def format_number(value: float) -> str:
+    """Three significant figures without scientific notation for the sizes a table shows."""
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 0.01 or magnitude == 0:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table (pandas' to_markdown would add a dependency for this one use)."""
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return "–"
+        if isinstance(value, float):
+            return format_number(value)
+        return str(value)
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join(" --- " for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+#: Summary column -> its heading in the markdown tables (summary.md and the README).
+TABLE_COLUMNS = {
+    "variant": "variant",
+    "batch_size": "batch",
+    "sequence_length": "seq",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "throughput_seq_per_s": "seq/s",
+    "speedup_vs_pytorch": "speedup vs pytorch",
+    "achieved_gflops": "GFLOP/s",
+    "share_of_peak": "% of peak",
+    "peak_mb": "peak MB",
+    "model_mb": "model MB",
+    "parity_min_token_cosine": "min cosine",
+}
+
+
+def results_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The table people read: peak memory (GPU where there is one, else process RSS) and model size in MB,
+    shares as percentages, and a failed job's reason in place of its cosine."""
+    gpu = summary["peak_gpu_memory_bytes"].notna().any()
+    shown = summary.assign(
+        peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
+        model_mb=summary["model_bytes"] / 1e6,
+    )
+    table = shown[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+    table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: "–" if pd.isna(v) else f"{v:.6f}")
+    table["% of peak"] = shown["share_of_peak"].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
+    if "status" in shown and (shown["status"] != "ok").any():
+        table["min cosine"] = [
+            f"**failed**: {reason}" if status != "ok" else cosine
+            for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
+        ]
+    return table
+
+
+def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:
+    return f"{machine_line(environment)}\n\n" + markdown_table(results_table(summary))
+
+
+def machine_line(environment: dict[str, Any]) -> str:
+    versions = environment.get("versions", {})
+    device = environment.get("gpu_name") or environment.get("cpu_model", "unknown CPU")
+    libs = ", ".join(
+        f"{name} {versions[name]}" for name in ("torch", "onnxruntime", "transformers") if name in versions
+    )
+    threads = environment.get("threads")
+    return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}; {libs}"
