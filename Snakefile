@@ -3,6 +3,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+include: "workflow/rules/config_files.smk"
+
+
 configfile: "config/config.yaml"
 
 
@@ -13,8 +16,11 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """The whole pipeline: every file the README reports on is a target, so a missing (or damaged, see
+    inference_bench.integrity) model, artifact, sidecar, reference or result is rebuilt."""
     input:
         layout.README_STAMP,
+        reported_files(),
 
 
 rule summaries:

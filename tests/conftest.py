@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # The tests import this checkout's package the way every job does (workflow/scripts/_common.py).
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import _common  # noqa: F401,E402
-
 from inference_bench.models import ModelSpec, prepare_model_dir  # noqa: E402
 from inference_bench.readme import START  # noqa: E402
 

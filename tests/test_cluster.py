@@ -7,8 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT
-from conftest import make_project, snakemake
+from conftest import ROOT, make_project, snakemake
 
 PROFILES = ROOT / "workflow" / "profiles"
 DEFAULT_CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -51,6 +51,17 @@ def test_minimal_config_fills_every_section():
         (lambda c: c.update(hardware="../../etc"), ["hardware", "'../../etc'"]),
         (lambda c: c["hardware_tags"].update({"a/b": c["hardware_tags"]["cpu"]}), ["hardware_tags", "'a/b'"]),
         (lambda c: c["benchmark"].update(sequence_lengths=[0]), ["benchmark.sequence_lengths[0]", "0"]),
+        # Accepted silently before: each would have measured something else than the user asked for.
+        (lambda c: c["benchmark"].update(batch_sizes=[1, 2.0]), ["benchmark.batch_sizes[1]", "2.0", "integer"]),
+        (lambda c: c["parity"]["int8"].update(min_cosine=-1), ["parity.int8.min_cosine", "-1"]),
+        (lambda c: c["benchmark"].update(min_duration_s=200.0, max_duration_s=120.0),
+         ["benchmark.min_duration_s", "200.0", "max_duration_s", "120.0"]),
+        (lambda c: c["models"][0].update(name="models"), ["models[0].name", "'models'", "reserved"]),
+        (lambda c: c["models"][0].update(name="calibration.json"), ["models[0].name", "'calibration.json'"]),
+        (lambda c: c["hardware_tags"].update(models=c["hardware_tags"]["cpu"]), ["hardware_tags", "'models'"]),
+        (lambda c: c["hardware_tags"]["cpu"]["resources"].update(mem_mb="16G"),
+         ["hardware_tags.cpu.resources.mem_mb", "'16G'", "integer"]),
+        (lambda c: c["hardware_tags"]["cpu"]["resources"].update(gpu=0.5), ["resources.gpu", "0.5"]),
     ],
 )
 def test_bad_config_names_key_and_value(config, mutate, expected):
@@ -76,3 +87,66 @@ def test_sequence_lengths_are_checked_against_downloaded_models(config, tmp_path
     manifest.write_text(json.dumps({"architecture": {"max_positions": 64}}))
     with pytest.raises(ConfigError, match=r"sequence_lengths: 128 exceeds the max_position_embeddings \(64\)"):
         check_sequence_lengths(config, tmp_path)
+
+
+def test_a_key_written_twice_names_file_and_lines(tmp_path):
+    from inference_bench.config_validation import check_config_files
+
+    path = tmp_path / "config.yaml"
+    path.write_text("benchmark:\n  batch_sizes: [1]\n  seed: 0\n  batch_sizes: [64]\n")
+    with pytest.raises(ConfigError, match=r"config.yaml line 4: key 'batch_sizes' is written twice .*first at line 2"):
+        check_config_files([path])
+    check_config_files([ROOT / "config" / "config.yaml"])  # the shipped config reads cleanly
+
+
+def test_malformed_yaml_names_file_line_and_column(tmp_path):
+    from inference_bench.config_validation import check_config_files
+
+    path = tmp_path / "config.yaml"
+    path.write_text("benchmark:\n  batch_sizes: [1, 2\n  seed: 0\n")
+    with pytest.raises(ConfigError, match=r"config error in .*config.yaml line 3, column \d+: .*not valid YAML"):
+        check_config_files([path])
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"model_type": "distilbrt"}, ["unknown model_type 'distilbrt'", "did you mean 'distilbert'", "CONFIG_MAPPING"]),
+        ({"model_type": "bert", "config_overrides": {"num_hiden_layers": 2}},
+         ["config_overrides.num_hiden_layers is not a field of BertConfig", "did you mean 'num_hidden_layers'"]),
+        ({"model_type": "bert", "config_overrides": {"hidden_size": -32}},
+         ["config_overrides.hidden_size must be a positive integer, got -32"]),
+        ({"model_type": "distilbert", "config_overrides": {"n_layers": 2.5}}, ["config_overrides.n_layers", "2.5"]),
+        ({"model_type": "bert", "config_overrides": {"hidden_size": 100, "num_attention_heads": 3}},
+         ["hidden size 100 is not a multiple of the 3 attention heads"]),
+    ],
+)
+def test_random_models_that_would_build_something_else_stop_before_any_job(tmp_path, model, expected):
+    from inference_bench.config_validation import check_model_sources
+    from inference_bench.errors import PipelineError
+
+    config = {"models": [{"name": "m", "source": "random", "seed": 0, "config_overrides": {}, **model}]}
+    with pytest.raises(PipelineError) as caught:
+        check_model_sources(config, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 400
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_local_model_problems_name_the_source_path(tmp_path):
+    from inference_bench.config_validation import check_model_sources
+    from inference_bench.errors import PipelineError
+
+    def config(path):
+        return {"models": [{"name": "m", "source": "local", "path": str(path)}]}
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(PipelineError, match=r"local path '.*loop' cannot be opened"):
+        check_model_sources(config(loop), tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "bert", ')
+    with pytest.raises(PipelineError, match=r".*broken/config.json is not valid JSON"):
+        check_model_sources(config(broken), tmp_path)

@@ -48,7 +48,7 @@ def test_local_source_copies_allowed_files_only(tiny_models, tmp_path):
 
 def test_local_source_missing_directory(tmp_path):
     spec = ModelSpec(name="gone", source="local", path=str(tmp_path / "nowhere"))
-    with pytest.raises(ModelSourceError, match="'gone'.*is not a directory"):
+    with pytest.raises(ModelSourceError, match="'gone'.*does not exist"):
         prepare_model_dir(spec, tmp_path / "out")
 
 
@@ -70,6 +70,35 @@ def test_hub_unreachable_says_what_to_use_instead(tmp_path, monkeypatch):
     spec = ModelSpec(name="hubbed", source="hub", hub_id="distilbert/distilbert-base-uncased", revision="main")
     with pytest.raises(ModelSourceError, match="source: local.*source: random"):
         prepare_model_dir(spec, tmp_path / "out")
+
+
+def test_hub_failure_leads_with_the_cause_in_one_short_line(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def offline(**kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'.\n" + "details\n" * 200)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    spec = ModelSpec(name="hubbed", source="hub", hub_id="org/model", revision="main")
+    with pytest.raises(ModelSourceError) as caught:
+        prepare_model_dir(spec, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith("model 'hubbed': cannot download 'org/model'") and "\n" not in message
+    assert len(message) < 600 and "source: local" in message
+
+
+def test_a_truncated_local_weight_file_is_named_by_its_source_path(tiny_models, tmp_path):
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    (source / "config.json").write_bytes((tiny_models["bert"] / "config.json").read_bytes())
+    weights = (tiny_models["bert"] / "model.safetensors").read_bytes()
+    (source / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    spec = ModelSpec(name="half", source="local", path=str(source))
+    with pytest.raises(ModelSourceError, match=r".*checkpoint/model.safetensors is not a readable safetensors file"):
+        prepare_model_dir(spec, tmp_path / "out")
+    from inference_bench.models import local_source_files
+
+    assert [p.name for p in local_source_files(spec)] == ["config.json", "model.safetensors"]
 
 
 def test_spec_requires_the_key_its_source_needs():

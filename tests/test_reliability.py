@@ -5,8 +5,9 @@ import shutil
 import pytest
 
 from inference_bench.artifacts import CorruptArtifactError
-from inference_bench.benchmark.run import BenchmarkJob, HardwareTag, run_benchmark
+from inference_bench.benchmark.run import BenchmarkJob, run_benchmark
 from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.hardware import HardwareTag
 from inference_bench.stages import int8_stage, optimize_stage
 
 FP32 = {"max_abs_diff": 1e-3, "min_cosine": 0.99999}
@@ -119,3 +120,101 @@ def test_drift_past_the_tolerance_fails(tiny_exports):
                        tolerance=Tolerance(max_abs_diff=1e-12, min_cosine=0.9))
     with pytest.raises(DriftError, match="max abs diff .* > 1e-12 allowed"):
         run_benchmark(job)
+
+
+def _run_python(code: str, **kwargs):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    preamble = f"import sys; sys.path.insert(0, {str(ROOT / 'workflow' / 'scripts')!r}); import _common\n"
+    return subprocess.run([sys.executable, "-c", preamble + code], capture_output=True, text=True, **kwargs)
+
+
+def test_a_job_error_with_a_cause_is_one_line_first_and_its_traceback_goes_to_the_log(tmp_path):
+    log = tmp_path / "job.log"
+    result = _run_python(
+        "from _common import run_logged\n"
+        "from inference_bench.models import ModelSourceError\n"
+        "def main():\n"
+        "    raise ModelSourceError('model x: cannot download it; use source: local')\n"
+        f"run_logged(main, {str(log)!r})\n"
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("model x: cannot download it; use source: local")
+    assert "Traceback" in log.read_text() and "ModelSourceError" in log.read_text()
+
+
+def test_a_memory_cap_too_small_to_load_the_engine_names_the_setting(tiny_exports):
+    paths = tiny_exports["bert"]
+    result = _run_python(
+        "from inference_bench.benchmark.run import BenchmarkJob, run_benchmark, OutOfMemoryError\n"
+        "from inference_bench.hardware import HardwareTag\n"
+        f"job = BenchmarkJob(HardwareTag('cpu'), 'tiny', 'pytorch', 1, 8, {str(paths['model_dir'])!r},"
+        f" {str(paths['reference'])!r}, memory_limit_mb=200)\n"
+        "try:\n"
+        "    run_benchmark(job)\n"
+        "except OutOfMemoryError as error:\n"
+        "    print('OOM:', error)\n",
+        timeout=120,
+    )
+    assert "OOM: benchmark.memory_limit_mb (200 MiB) is too low for pytorch to load its engine" in result.stdout, (
+        result.stdout + result.stderr[-2000:])
+
+
+def test_an_unreadable_sidecar_is_named_in_aggregation(tmp_path):
+    from inference_bench.aggregate import artifact_table
+    from inference_bench.artifacts import UnreadableFileError
+
+    sidecar = tmp_path / "ort-fp32.json"
+    sidecar.write_text('{"file_bytes": 12, ')
+    with pytest.raises(UnreadableFileError, match=r".*ort-fp32.json is not valid JSON.*delete it and rerun"):
+        artifact_table([sidecar])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_files_written_whole_respect_the_umask(tmp_path, umask):
+    import os
+
+    import numpy as np
+
+    from inference_bench.artifacts import write_json_atomic, write_text_atomic
+    from inference_bench.reference import save_reference
+
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"k": 1})
+        write_text_atomic(tmp_path / "b.md", "text")
+        save_reference(tmp_path / "reference.npz", {"input_ids": np.ones((1, 2), dtype=np.int64)}, np.ones((1, 2, 3)))
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.md", "reference.npz"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.md", "reference.npz"]  # no temp left
+
+
+def test_damaged_files_are_found_and_set_aside(fused_copy, tmp_path):
+    import json
+    import os
+
+    from inference_bench import integrity
+
+    _, fused = fused_copy
+    assert integrity.damaged_artifact(fused) is None
+    stat = fused.stat()
+    _truncate(fused)
+    os.utime(fused, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the mtime says nothing changed
+    damage = integrity.damaged_artifact(fused)
+    assert damage is not None and "where its sidecar recorded" in damage.reason
+    integrity.set_aside(damage)
+    assert not fused.exists() and not fused.with_suffix(".json").exists()
+    assert (tmp_path / "ort-fp32.onnx.damaged").exists() and (tmp_path / "ort-fp32.json.damaged").exists()
+
+    result = tmp_path / "b1_s8.json"
+    result.write_text(json.dumps({"status": "ok"})[:-3])
+    assert integrity.damaged_json(result).reason == "not valid JSON"
+    npz = tmp_path / "reference.npz"
+    npz.write_bytes(b"PK\x03\x04 truncated")
+    assert "not a readable .npz" in integrity.damaged_npz(npz).reason

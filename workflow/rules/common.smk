@@ -1,23 +1,34 @@
 import re
+import shutil
 import sys
 from pathlib import Path
 
-# Rules and scripts import the pipeline's package the same way: workflow/scripts/_common.py puts this
-# checkout's workflow/src first on sys.path (importing it does that).
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
-import _common  # noqa: F401,E402
-
-from inference_bench import layout
+from inference_bench import integrity, layout
 from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
-from inference_bench.config_validation import ConfigError, check_sequence_lengths, validate_config
-from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names, variant_names
+from inference_bench.config_validation import (
+    check_model_sources,
+    check_sequence_lengths,
+    validate_config,
+)
+from inference_bench.errors import PipelineError
+from inference_bench.models import ModelSpec, local_source_files
+from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
 
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     check_sequence_lengths(config)
-except ConfigError as error:
+    check_model_sources(config)
+except PipelineError as error:
     raise WorkflowError(str(error)) from None
+
+
+if workflow.deployment_settings and "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}:
+    if not any(shutil.which(tool) for tool in ("conda", "mamba", "micromamba")):
+        raise WorkflowError(
+            "--use-conda (--sdm conda) needs conda, and no conda, mamba or micromamba is on PATH here. Drop the "
+            "flag (pip install -e '.[cpu]' already installed everything the rules need) or install conda."
+        )
 
 
 MODELS = {model["name"]: model for model in config["models"]}
@@ -51,6 +62,12 @@ wildcard_constraints:
 
 def model_spec(wildcards):
     return MODELS[wildcards.model]
+
+
+def model_source_files(wildcards):
+    """A local model's source files are the download's inputs: when one changes, it is copied again."""
+    spec = ModelSpec.from_config(MODELS[wildcards.model])
+    return [str(path) for path in local_source_files(spec)] if spec.source == "local" else []
 
 
 def setting(section, key):
@@ -129,38 +146,101 @@ def variant_tolerance(wildcards):
     return parity_tolerance(VARIANTS[wildcards.variant].tolerance_key)
 
 
-def expected_benchmarks(wildcards):
+#: Targets that only redraw the charts and the README from the summaries on disk.
+REPORT_TARGETS = {"readme", "charts"}
+
+
+def requested_targets():
+    """The targets named on the snakemake command line; empty for the default target, or when the workflow
+    is driven from Python (which then runs the whole pipeline). Read at parse time, when Snakemake's own
+    settings do not hold them yet; Snakemake's parser only runs when a report target is named at all."""
+    if "snakemake" not in sys.argv[0] or not REPORT_TARGETS & set(sys.argv[1:]):
+        return set()
+    from snakemake.cli import get_argument_parser
+
+    try:
+        arguments, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return set()
+    return set(arguments.targets or [])
+
+
+#: `snakemake readme` (or `charts`): the summaries on disk are taken as they are (committed ones included,
+#: on a fresh clone), and no rule makes them, so nothing upstream is rebuilt, measured or overwritten.
+REPORT_ONLY = bool(requested_targets()) and requested_targets() <= REPORT_TARGETS
+
+
+def expected_benchmarks(model):
     return expand(
         layout.BENCH_RESULT,
-        hardware=wildcards.hardware,
-        model=wildcards.model,
+        hardware=HARDWARE,
+        model=model,
         variant=HARDWARE_TAG["variants"],
         batch=BENCH["batch_sizes"],
         seq=BENCH["sequence_lengths"],
     )
 
 
-def benchmark_results(wildcards):
+def _measured(model):
     """Every expected result, but for jobs that failed last time (their marker stands, their result does
     not): those are summarized as failed rows instead of being run again. Delete a marker to retry."""
     return [
         path
-        for path in expected_benchmarks(wildcards)
+        for path in expected_benchmarks(model)
         if Path(path).exists() or not layout.failure_marker_path(path).exists()
     ]
 
 
-def failed_benchmarks(wildcards):
+def _failed(model):
     return [
         str(layout.failure_marker_path(path))
-        for path in expected_benchmarks(wildcards)
+        for path in expected_benchmarks(model)
         if not Path(path).exists() and layout.failure_marker_path(path).exists()
     ]
 
 
-def artifact_sidecars(wildcards):
+def _artifact_sidecars(model):
     """Every ONNX artifact is built on every tag, so the size table shows the ones this tag does not time."""
-    return expand(layout.ONNX_SIDECAR, model=wildcards.model, artifact=artifact_names())
+    return expand(layout.ONNX_SIDECAR, model=model, artifact=artifact_names())
+
+
+def aggregate_inputs(wildcards):
+    return {
+        "results": _measured(wildcards.model),
+        "failed": _failed(wildcards.model),
+        "sidecars": _artifact_sidecars(wildcards.model),
+        "calibration": layout.CALIBRATION.format(hardware=wildcards.hardware),
+    }
+
+
+def reported_files():
+    """Every file the summaries and the README report on, for this run's tag and models."""
+    files = [layout.CALIBRATION.format(hardware=HARDWARE)]
+    for model in MODELS:
+        files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
+        files += expand(layout.ONNX_ARTIFACT, model=model, artifact=artifact_names()) + _artifact_sidecars(model)
+        files += _measured(model)
+    return files
+
+
+def set_damaged_files_aside():
+    """Move aside what no longer holds what was written, so this run rebuilds it (inference_bench.integrity).
+    Only the main process checks: jobs Snakemake spawns (on a cluster, say) must not touch their neighbours."""
+    checks = [(integrity.damaged_json, layout.CALIBRATION.format(hardware=HARDWARE))]
+    for model in MODELS:
+        checks.append((integrity.damaged_model_dir, layout.MODEL_DIR.format(model=model)))
+        checks.append((integrity.damaged_npz, layout.REFERENCE.format(model=model)))
+        checks += [(integrity.damaged_artifact, path) for path in expand(layout.ONNX_ARTIFACT, model=model,
+                                                                         artifact=artifact_names())]
+        checks += [(integrity.damaged_json, path) for path in expected_benchmarks(model)]
+        checks += [(integrity.damaged_json, layout.ENVIRONMENT.format(hardware=HARDWARE, model=model))]
+    for damage in integrity.find_damage(checks):
+        integrity.set_aside(damage)
+
+
+if workflow.is_main_process and not REPORT_ONLY:
+    set_damaged_files_aside()
+
 
 
 def summaries_of_this_run():
@@ -201,3 +281,11 @@ def files_beside(summaries):
 
 def chart_files():
     return expand(layout.CHART, model=MODELS, chart=layout.CHARTS)
+
+
+if REPORT_ONLY:
+    _missing = [path for path in summaries_of_this_run() if not Path(path).exists()]
+    if _missing:
+        raise WorkflowError(
+            f"no {_missing[0]} to draw the report from: run `snakemake --cores 1` to measure first"
+        )

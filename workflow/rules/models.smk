@@ -1,4 +1,6 @@
 rule download_model:
+    input:
+        source_files=model_source_files,
     output:
         model_dir=directory(layout.MODEL_DIR),
     log:

@@ -6,23 +6,23 @@ localrules:
     readme,
 
 
-rule aggregate:
-    input:
-        results=benchmark_results,
-        failed=failed_benchmarks,
-        sidecars=artifact_sidecars,
-        calibration=layout.CALIBRATION,
-    output:
-        summary=layout.SUMMARY,
-        artifacts=layout.ARTIFACT_TABLE,
-        markdown=layout.SUMMARY_MARKDOWN,
-        environment=layout.ENVIRONMENT,
-    log:
-        layout.log_path("{hardware}", "{model}", "aggregate"),
-    conda:
-        "../../envs/report.yaml"
-    script:
-        "../scripts/aggregate.py"
+# Not a rule of `snakemake readme`: there the summaries on disk are the sources (see REPORT_ONLY).
+if not REPORT_ONLY:
+
+    rule aggregate:
+        input:
+            unpack(aggregate_inputs),
+        output:
+            summary=layout.SUMMARY,
+            artifacts=layout.ARTIFACT_TABLE,
+            markdown=layout.SUMMARY_MARKDOWN,
+            environment=layout.ENVIRONMENT,
+        log:
+            layout.log_path("{hardware}", "{model}", "aggregate"),
+        conda:
+            "../../envs/report.yaml"
+        script:
+            "../scripts/aggregate.py"
 
 
 rule charts:

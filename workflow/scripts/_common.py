@@ -28,19 +28,32 @@ use_this_checkout()
 
 
 def run_logged(main: Callable[[], None], log_path: str | None) -> None:
-    """Run `main` with INFO logging (and warnings) to `log_path` and stderr; failures logged, then raised."""
+    """Run `main` with INFO logging (and warnings) to `log_path` and stderr. A PipelineError (a cause the
+    user can fix) is printed as one line, the traceback going to the log only; anything else is logged with
+    its traceback and raised."""
+    from inference_bench.errors import PipelineError
+
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    file_handler = None
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        file_handler = logging.FileHandler(log_path, mode="w")
+        handlers.append(file_handler)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
     logging.captureWarnings(True)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    log = logging.getLogger("workflow")
     try:
         main()
+    except PipelineError as error:
+        if file_handler is not None:
+            file_handler.handle(log.makeRecord(log.name, logging.DEBUG, __file__, 0, "traceback of the failure below",
+                                               None, sys.exc_info()))
+        log.error("%s", error)
+        sys.exit(1)
     except Exception:
-        logging.getLogger("workflow").exception("job failed")
+        log.exception("job failed")
         raise

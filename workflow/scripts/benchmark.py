@@ -1,7 +1,6 @@
 import logging
 
 from _common import run_logged
-
 from inference_bench.artifacts import write_json_atomic
 from inference_bench.benchmark.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
 from inference_bench.benchmark.timing import TimingSettings

@@ -1,9 +1,8 @@
 from _common import run_logged
-
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
 from inference_bench.calibration import measure_matmul_peaks, peak_by_precision
 from inference_bench.environment import describe_environment
+from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 from _common import run_logged
-
 from inference_bench import layout
 from inference_bench.charts import draw_charts
 

@@ -1,5 +1,4 @@
 from _common import run_logged
-
 from inference_bench.models import ModelSpec, prepare_model_dir
 
 

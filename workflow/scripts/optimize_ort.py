@@ -1,5 +1,4 @@
 from _common import run_logged
-
 from inference_bench.stages import optimize_stage
 
 

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 from _common import run_logged
-
 from inference_bench.readme import update_readme
 from inference_bench.targets import Target
 

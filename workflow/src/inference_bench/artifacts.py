@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from inference_bench.errors import PipelineError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -23,17 +25,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        respect_umask(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def respect_umask(path: str | os.PathLike[str]) -> None:
+    """Give a file the permissions the umask gives any new file (a library that wrote it through a temporary
+    file may have left it 0600)."""
     current = os.umask(0o022)
     os.umask(current)
-    return current
+    os.chmod(path, 0o666 & ~current)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -54,7 +58,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(PipelineError, ValueError):
     """A file the pipeline wrote no longer parses (truncated, edited by hand)."""
 
 
@@ -81,15 +85,16 @@ def sidecar_path(artifact: str | os.PathLike[str]) -> Path:
     return Path(artifact).with_suffix(".json")
 
 
-def describe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """File size in bytes (weights stored beside an ONNX file included) and sha256."""
+def artifact_bytes(path: str | os.PathLike[str]) -> int:
+    """Size in bytes of an ONNX file with the weights stored beside it (`<name>.data`), if any."""
     artifact = Path(path)
     external = list(artifact.parent.glob(f"{artifact.name}.data"))
-    return {
-        "file": artifact.name,
-        "file_bytes": artifact.stat().st_size + sum(p.stat().st_size for p in external),
-        "sha256": file_sha256(artifact),
-    }
+    return artifact.stat().st_size + sum(p.stat().st_size for p in external)
+
+
+def describe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """File size in bytes (weights stored beside an ONNX file included) and sha256."""
+    return {"file": Path(path).name, "file_bytes": artifact_bytes(path), "sha256": file_sha256(path)}
 
 
 def write_sidecar(artifact: str | os.PathLike[str], **fields: Any) -> Path:
@@ -104,7 +109,7 @@ def write_sidecar(artifact: str | os.PathLike[str], **fields: Any) -> Path:
     return out
 
 
-class CorruptArtifactError(RuntimeError):
+class CorruptArtifactError(PipelineError, RuntimeError):
     """An artifact no longer matches the sha256 its sidecar recorded when it was built."""
 
 

@@ -12,12 +12,13 @@ from jsonschema import Draft7Validator, ValidationError, validators
 
 from inference_bench import layout
 from inference_bench.artifacts import read_json
+from inference_bench.errors import PipelineError
 from inference_bench.variants import VARIANTS
 
 _SOURCE_NEEDS = {"hub": "hub_id", "local": "path", "random": "model_type"}
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError, ValueError):
     """The config is wrong; the message names the key and the bad value."""
 
 
@@ -31,7 +32,11 @@ def _with_defaults(validator_class):
                     instance[name] = _copy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    # JSON Schema counts 2.0 as an integer; here it would name files b2.0_s128.json that no rule makes.
+    strict_types = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    return validators.extend(validator_class, {"properties": set_defaults}, type_checker=strict_types)
 
 
 def _copy(value: Any) -> Any:
@@ -56,6 +61,7 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     if errors:
         raise ConfigError(_describe(errors[0], schema))
     _check_cross_references(config)
+    _check_timing(config)
     return config
 
 
@@ -87,17 +93,68 @@ def _check_cross_references(config: dict[str, Any]) -> None:
             f"config error at hardware: {config['hardware']!r} is not a declared hardware tag; "
             f"declared: {', '.join(tags)}"
         )
+    for tag in tags:
+        if tag in layout.RESERVED_NAMES:
+            raise ConfigError(f"config error at hardware_tags: {tag!r} is reserved (a folder or file of results/)")
     names = [model["name"] for model in config["models"]]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"config error at models: name {duplicates[0]!r} is used twice")
     for index, model in enumerate(config["models"]):
+        if model["name"] in layout.RESERVED_NAMES:
+            raise ConfigError(
+                f"config error at models[{index}].name: {model['name']!r} is reserved (a folder or file of results/)"
+            )
         needed = _SOURCE_NEEDS[model["source"]]
         if not model.get(needed):
             raise ConfigError(
                 f"config error at models[{index}]: source {model['source']!r} needs {needed!r} "
                 f"(model {model['name']!r})"
             )
+
+
+def _check_timing(config: dict[str, Any]) -> None:
+    bench = config["benchmark"]
+    if bench["min_duration_s"] > bench["max_duration_s"]:
+        raise ConfigError(
+            f"config error at benchmark.min_duration_s: {bench['min_duration_s']!r} is above "
+            f"benchmark.max_duration_s ({bench['max_duration_s']!r}); no job could meet both"
+        )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key written twice in one mapping (plain YAML lets the last one win silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"config error in {key_node.start_mark.name} line {key_node.start_mark.line + 1}: key {key!r} is "
+                f"written twice in one mapping (first at line {seen[key].line + 1}); keep one"
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def check_config_files(paths: list[str | Path]) -> None:
+    """Read each config file strictly before Snakemake does: a YAML syntax error is reported with its file,
+    line and column (Snakemake's own message points at the Snakefile), and a key written twice stops the run."""
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # Snakemake says it is missing
+        try:
+            with open(path) as handle:
+                yaml.load(handle, Loader=_StrictLoader)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            raise ConfigError(f"config error in {path} {where}: {error.problem} (not valid YAML)") from None
 
 
 def check_sequence_lengths(config: dict[str, Any], project_dir: Path = Path(".")) -> None:
@@ -114,3 +171,30 @@ def check_sequence_lengths(config: dict[str, Any], project_dir: Path = Path(".")
                 f"config error at benchmark.sequence_lengths: {too_long[0]} exceeds the "
                 f"max_position_embeddings ({limit}) of model {model['name']!r}; use at most {limit}"
             )
+
+
+def check_model_sources(config: dict[str, Any], project_dir: Path = Path(".")) -> None:
+    """Before any job: a `source: local` directory must open and hold a config.json that parses; a
+    `source: random` model_type and its config_overrides must build the model they describe. A random model
+    already built from the same settings (its manifest says so) is not checked again: the check imports
+    transformers, about two seconds."""
+    from inference_bench.models import ModelSpec, check_local_dir, random_model_config
+
+    for model in config["models"]:
+        spec = ModelSpec.from_config(model)
+        if spec.source == "local":
+            check_local_dir(spec)
+        elif spec.source == "random" and not _built_from(spec, project_dir):
+            random_model_config(spec)
+
+
+def _built_from(spec: Any, project_dir: Path) -> bool:
+    manifest = project_dir / layout.MODEL_DIR.format(model=spec.name) / layout.MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    try:
+        origin = read_json(manifest).get("origin", {})
+    except PipelineError:
+        return False
+    return origin.get("source") == "random" and origin.get("model_type") == spec.model_type and origin.get(
+        "seed") == spec.seed and origin.get("overrides") == spec.config_overrides

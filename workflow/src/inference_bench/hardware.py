@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference_bench.errors import PipelineError
 from inference_bench.variants import Device, Variant
 
 #: The execution providers ONNX Runtime is asked for on each device, in priority order.
@@ -20,7 +21,7 @@ DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
 MATMUL_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
-class HardwareMismatchError(RuntimeError):
+class HardwareMismatchError(PipelineError, RuntimeError):
     """The hardware tag asks for a device this machine does not have; nothing is measured."""
 
 

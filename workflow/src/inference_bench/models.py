@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from inference_bench.artifacts import file_sha256, read_json, write_json_atomic
+from inference_bench.artifacts import file_sha256, read_json, respect_umask, write_json_atomic
+from inference_bench.errors import PipelineError, first_line
 from inference_bench.layout import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ ALLOWED_FILE_PATTERNS: tuple[str, ...] = (
 )
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(PipelineError, RuntimeError):
     """The configured model cannot be obtained; the message says which model and what to do."""
 
 
@@ -109,7 +111,7 @@ def prepare_model_dir(spec: ModelSpec, out_dir: str | Path) -> Path:
         _save_random_model(spec, out)
         origin: dict[str, Any] = {"model_type": spec.model_type, "seed": spec.seed, "overrides": spec.config_overrides}
     elif spec.source == "local":
-        _copy_allowed_files(_check_local_dir(spec), out)
+        _copy_allowed_files(check_local_dir(spec), out)
         origin = {"path": str(spec.path)}
     else:
         snapshot = _download_from_hub(spec)
@@ -129,31 +131,96 @@ def write_manifest(model_dir: Path, origin: dict[str, Any]) -> None:
         for p in sorted(model_dir.iterdir())
         if p.is_file() and p.name != MANIFEST_NAME
     }
+    for name in files:
+        respect_umask(model_dir / name)
     facts = ArchitectureFacts.from_hf_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
     write_json_atomic(model_dir / MANIFEST_NAME, {"origin": origin, "architecture": asdict(facts), "files": files})
 
 
+def random_model_config(spec: ModelSpec) -> Any:
+    """The transformers config of a `source: random` model, refusing what would silently build another
+    model: an unknown model_type, an override field the config class does not have (a typo would leave the
+    default in place), a size that is not a positive integer, heads that do not divide the hidden size."""
+    import difflib
+
+    from transformers import CONFIG_MAPPING
+
+    where = f"model {spec.name!r}"
+    if spec.model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(spec.model_type or "", list(CONFIG_MAPPING.keys()), n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ModelSourceError(
+            f"{where}: unknown model_type {spec.model_type!r}{hint}; the valid names are transformers' "
+            f"config types: python -c 'import transformers; print(sorted(transformers.CONFIG_MAPPING))'"
+        )
+    config_class = CONFIG_MAPPING[spec.model_type]
+    defaults = config_class()
+    known = set(defaults.to_dict()) | set(config_class.attribute_map)
+    for key, value in spec.config_overrides.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelSourceError(
+                f"{where}: config_overrides.{key} is not a field of {config_class.__name__}{hint}"
+            )
+        default = getattr(defaults, key, None)
+        if isinstance(default, bool) or default is None:
+            continue
+        if isinstance(default, int) and default > 0 and not (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            raise ModelSourceError(f"{where}: config_overrides.{key} must be a positive integer, got {value!r}")
+        if isinstance(default, float) and not (isinstance(value, (int, float)) and value >= 0):
+            raise ModelSourceError(f"{where}: config_overrides.{key} must be a number >= 0, got {value!r}")
+    config = config_class(**spec.config_overrides)
+    facts = ArchitectureFacts.from_hf_config(config)
+    if facts.hidden_size % facts.num_heads:
+        raise ModelSourceError(
+            f"{where}: the hidden size {facts.hidden_size} is not a multiple of the {facts.num_heads} attention "
+            f"heads; change config_overrides"
+        )
+    return config
+
+
 def _save_random_model(spec: ModelSpec, out: Path) -> None:
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
-    try:
-        config = AutoConfig.for_model(spec.model_type, **spec.config_overrides)
-    except ValueError as error:
-        raise ModelSourceError(f"model {spec.name!r}: unknown model_type {spec.model_type!r}: {error}") from error
+    config = random_model_config(spec)
     torch.manual_seed(spec.seed)
     model = AutoModel.from_config(config)
     model.save_pretrained(out, safe_serialization=True)
     log.info("random %s weights (seed %d) saved to %s", spec.model_type, spec.seed, out)
 
 
-def _check_local_dir(spec: ModelSpec) -> Path:
+def check_local_dir(spec: ModelSpec) -> Path:
+    """The source directory of a `source: local` model, with a config.json that parses."""
     source = Path(spec.path).expanduser()
+    if not source.exists() and not source.is_symlink():
+        raise ModelSourceError(f"model {spec.name!r}: local path {str(source)!r} does not exist")
+    try:
+        source.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # missing, dangling link or a loop of links
+        raise ModelSourceError(f"model {spec.name!r}: local path {str(source)!r} cannot be opened ({error})") from None
     if not source.is_dir():
         raise ModelSourceError(f"model {spec.name!r}: local path {str(source)!r} is not a directory")
-    if not (source / "config.json").is_file():
+    config = source / "config.json"
+    if not config.is_file():
         raise ModelSourceError(f"model {spec.name!r}: {source} has no config.json")
+    try:
+        json.loads(config.read_text())
+    except (ValueError, OSError) as error:
+        raise ModelSourceError(f"model {spec.name!r}: {config} is not valid JSON ({error})") from None
     return source
+
+
+def local_source_files(spec: ModelSpec) -> list[Path]:
+    """The files a `source: local` model is copied from: the rule's inputs, so a changed weight file (or a
+    truncated one, fixed later) is copied again."""
+    source = Path(spec.path).expanduser()
+    return sorted(
+        {path for pattern in ALLOWED_FILE_PATTERNS for path in source.glob(pattern) if path.is_file()}
+    )
 
 
 def _download_from_hub(spec: ModelSpec) -> Path:
@@ -167,7 +234,7 @@ def _download_from_hub(spec: ModelSpec) -> Path:
     except Exception as error:  # offline, unknown repo, gated: all end the same way for the user
         raise ModelSourceError(
             f"model {spec.name!r}: cannot download {spec.hub_id!r} at revision {spec.revision!r} from the "
-            f"Hugging Face Hub ({type(error).__name__}: {error}). Without network, use source: local with a "
+            f"Hugging Face Hub ({type(error).__name__}: {first_line(error)}). Without network, use source: local with a "
             f"path to the model directory, or source: random with a model_type."
         ) from error
     log.info("hub snapshot of %s@%s at %s", spec.hub_id, spec.revision, snapshot)
@@ -175,10 +242,28 @@ def _download_from_hub(spec: ModelSpec) -> Path:
 
 
 def _copy_allowed_files(source: Path, out: Path) -> None:
+    """Copy what ALLOWED_FILE_PATTERNS allows; every safetensors file is checked as it is copied, and a
+    broken one is named by its source path."""
     for pattern in ALLOWED_FILE_PATTERNS:
         for path in source.glob(pattern):
             if path.is_file():
                 shutil.copyfile(path, out / path.name)
+                if path.suffix == ".safetensors":
+                    _check_safetensors(out / path.name, source_path=path)
+
+
+def _check_safetensors(copy: Path, source_path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(copy), framework="numpy") as weights:
+            for name in weights.keys():
+                weights.get_slice(name)
+    except Exception as error:  # SafetensorError and friends: all mean the source file is damaged
+        raise ModelSourceError(
+            f"{source_path} is not a readable safetensors file ({type(error).__name__}: {error}); it may be "
+            f"truncated or still being written. Fix or replace it, then rerun."
+        ) from None
 
 
 def _require_weights(model_dir: Path, spec: ModelSpec) -> None:

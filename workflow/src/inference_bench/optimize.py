@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from inference_bench.errors import PipelineError
 from inference_bench.graph_report import fused_operator_counts
 from inference_bench.models import ArchitectureFacts
 
@@ -17,7 +18,7 @@ BERT_FAMILY: frozenset[str] = frozenset(
 )
 
 
-class UnknownModelTypeError(ValueError):
+class UnknownModelTypeError(PipelineError, ValueError):
     """ONNX Runtime's optimizer has no fusion recipe for this model type."""
 
 

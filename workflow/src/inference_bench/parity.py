@@ -9,8 +9,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from inference_bench.errors import PipelineError
 
-class ParityError(RuntimeError):
+
+class ParityError(PipelineError, RuntimeError):
     """A variant's outputs diverge from PyTorch FP32 beyond the configured tolerance."""
 
 

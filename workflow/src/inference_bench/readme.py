@@ -12,6 +12,7 @@ import pandas as pd
 from inference_bench import layout
 from inference_bench.aggregate import sort_variants
 from inference_bench.artifacts import read_json, write_text_atomic
+from inference_bench.errors import PipelineError
 from inference_bench.tables import format_number, machine_line, markdown_table, results_table
 from inference_bench.targets import Target, evaluate_targets
 from inference_bench.variants import variant_names
@@ -20,7 +21,7 @@ START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits insi
 END = "<!-- results:end -->"
 
 
-class MarkerError(ValueError):
+class MarkerError(PipelineError, ValueError):
     """The README lacks the marker comments, or has them out of order."""
 
 

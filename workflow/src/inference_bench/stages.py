@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from inference_bench.artifacts import verify_artifact, write_sidecar
-from inference_bench.models import ArchitectureFacts
+from inference_bench.errors import PipelineError
 from inference_bench.graph_report import fused_operator_counts
+from inference_bench.models import ArchitectureFacts
 from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
 
 log = logging.getLogger(__name__)
 
 
-class FusionError(RuntimeError):
+class FusionError(PipelineError, RuntimeError):
     """The optimized graph lacks fusions a BERT-family encoder of this depth should have."""
 
 

@@ -39,7 +39,9 @@ class Target:
 
     def shown(self, measured: float) -> str | None:
         """How the measured value is printed; None: the table's usual three significant figures."""
-        return f"{measured:.6f}" if self.metric == "parity_min_token_cosine" else None
+        if self.metric == "parity_min_token_cosine":
+            return f"{measured:.6f}"
+        return f"{measured:.0%}" if self.metric == "share_of_peak" else None
 
 
 def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[dict[str, Any]]:

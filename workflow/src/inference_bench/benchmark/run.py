@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
 from inference_bench.environment import describe_environment
-from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
+from inference_bench.errors import PipelineError, first_line
 from inference_bench.flops import encoder_flops
-from inference_bench.reference import load_reference
+from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
 from inference_bench.parity import Tolerance, compare_hidden_states
+from inference_bench.reference import load_reference
 from inference_bench.variants import variant as lookup_variant
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-class BenchmarkFailure(RuntimeError):
+class BenchmarkFailure(PipelineError, RuntimeError):
     """A job that ran but has no trustworthy number: the summary marks its row with this reason."""
 
 
@@ -84,12 +85,22 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
         return _measure(job, config_for_hash)
     except BenchmarkFailure:
         raise
+    except (ImportError, OSError) as error:
+        if not job.memory_limit_mb:
+            raise
+        # Under an address-space cap, a shared library that cannot be mapped fails its import
+        # ("failed to map segment from shared object"): the cap, not the batch, is too small.
+        raise OutOfMemoryError(
+            f"benchmark.memory_limit_mb ({job.memory_limit_mb} MiB) is too low for {job.variant} to load its "
+            f"engine ({first_line(error)}); raise it (a job that imports torch needs a few GB of address space) "
+            f"or set it to 0"
+        ) from error
     except Exception as error:
         if not _is_out_of_memory(error):
             raise
         raise OutOfMemoryError(
             f"out of memory at batch {job.batch_size}, sequence {job.sequence_length} ({job.variant} on "
-            f"{job.hardware.name}): {str(error).strip().splitlines()[0][:200]}. Lower benchmark.batch_sizes "
+            f"{job.hardware.name}): {first_line(error)}. Lower benchmark.batch_sizes "
             f"or run this batch on a machine with more memory."
         ) from error
 

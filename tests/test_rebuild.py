@@ -1,0 +1,179 @@
+"""Real snakemake runs on a tiny config: what is missing or damaged is rebuilt, every job runs this checkout's
+code, a changed local model is copied again, the README is redrawn from the summaries alone, and bad
+config files stop with their file and line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY_CONFIG, make_project, snakemake
+
+pytestmark = pytest.mark.e2e
+MODEL = "tiny-distilbert"
+ONNX = f"results/models/{MODEL}/onnx"
+BENCH = f"results/cpu/{MODEL}/bench"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("finished"))
+    snakemake(project)
+    return project
+
+
+@pytest.fixture
+def copy_of(finished, tmp_path) -> Path:
+    """A copy of the finished run (mtimes kept) that a test may damage."""
+    return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
+
+
+def planned(project: Path, *args: str) -> dict[str, int]:
+    text = snakemake(project, "--dry-run", *args).stdout
+    counts = {}
+    if "job" in text and "count" in text:
+        table = text[text.index("job "):].split("\n\n")[0].splitlines()[2:]
+        for line in table:
+            name, count = line.split()
+            counts[name] = int(count)
+    counts.pop("total", None)
+    return counts
+
+
+def _truncate_keeping_mtime(path: Path) -> None:
+    stat = path.stat()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+REPORT = {"aggregate": 1, "charts": 1, "readme": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        pytest.param(lambda p: (p / BENCH / "ort-int8/b1_s16.json").unlink(), {"benchmark": 1, **REPORT},
+                     id="a benchmark result deleted"),
+        pytest.param(lambda p: (p / ONNX / "ort-int8.json").unlink(), {"quantize_int8": 1, "benchmark": 2, **REPORT},
+                     id="a sidecar deleted"),
+        pytest.param(lambda p: _truncate_keeping_mtime(p / ONNX / "ort-int8.onnx"),
+                     {"quantize_int8": 1, "benchmark": 2, **REPORT}, id="an ONNX file truncated, its mtime kept"),
+        pytest.param(lambda p: _truncate_keeping_mtime(p / BENCH / "pytorch/b2_s16.json"), {"benchmark": 1, **REPORT},
+                     id="a result truncated, its mtime kept"),
+        pytest.param(lambda p: (p / f"results/models/{MODEL}/reference.npz").unlink(), {"reference_outputs": 1},
+                     id="the reference deleted"),
+    ],
+)
+def test_what_is_missing_or_damaged_is_rebuilt_by_a_plain_run(copy_of, damage, expected):
+    assert planned(copy_of) == {}
+    damage(copy_of)
+    jobs = planned(copy_of)
+    for rule, count in expected.items():
+        assert jobs.get(rule) == count, jobs
+
+
+def test_a_truncated_artifact_is_set_aside_and_rebuilt_whole(copy_of):
+    from inference_bench.artifacts import file_sha256, read_json
+
+    onnx = copy_of / ONNX / "ort-int8.onnx"
+    _truncate_keeping_mtime(onnx)
+    run = snakemake(copy_of)
+    assert "is damaged" in run.stderr and "ort-int8.onnx.damaged" in run.stderr
+    assert file_sha256(onnx) == read_json(onnx.with_suffix(".json"))["sha256"]
+    assert (onnx.parent / "ort-int8.onnx.damaged").exists()
+    assert planned(copy_of) == {}
+
+
+def test_every_job_runs_the_code_of_its_own_checkout(tmp_path):
+    """Another clone's package first on the path (as `pip install -e` of another clone puts it) must not be
+    what a job imports."""
+    other = tmp_path / "other-clone" / "inference_bench"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('imported from the other clone')\n")
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project")
+    env = {**os.environ, "PYTHONPATH": str(other.parent)}
+    snakemake(project, f"results/models/{MODEL}/reference.npz", env=env)
+    assert (project / f"results/models/{MODEL}/reference.npz").is_file()
+
+
+def test_the_readme_is_redrawn_from_the_summaries_alone(copy_of):
+    shutil.rmtree(copy_of / "results/models")  # what a fresh clone lacks: models and ONNX files are not in git
+    for script in (copy_of / "workflow").rglob("*.py"):
+        script.touch()  # a fresh clone's code is newer than its committed results
+    summary = copy_of / f"results/cpu/{MODEL}/summary.csv"
+    results = {p: p.stat().st_mtime_ns for p in (copy_of / "results/cpu").rglob("*.json")}
+    assert planned(copy_of, "readme") == {"charts": 1, "readme": 1}
+    snakemake(copy_of, "readme")
+    assert {p: p.stat().st_mtime_ns for p in results} == results  # nothing measured or rewritten
+    assert "| ort-int8 | 2 | 16 |" in (copy_of / "README.md").read_text()
+    summary.unlink()
+    failed = snakemake(copy_of, "readme", check=False)
+    assert failed.returncode != 0
+    assert "run `snakemake --cores 1` to measure first" in failed.stdout + failed.stderr
+
+
+def test_a_changed_local_model_is_copied_again(finished, tmp_path):
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(finished / f"results/models/{MODEL}/hf" / name, source / name)
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["models"] = [{"name": "local-model", "source": "local", "path": str(source)}]
+    (tmp_path / "project").mkdir()
+    project = make_project(tmp_path / "project", config)
+    target = "results/models/local-model/hf"
+    snakemake(project, target)
+    assert planned(project, target) == {}
+
+    weights = (source / "model.safetensors").read_bytes()
+    (source / "model.safetensors").write_bytes(weights[: len(weights) // 2])  # changed, and broken
+    assert planned(project, target) == {"download_model": 1}
+    failed = snakemake(project, target, check=False)
+    assert failed.returncode != 0
+    assert f"{source}/model.safetensors is not a readable safetensors file" in failed.stdout + failed.stderr
+    (source / "model.safetensors").write_bytes(weights)  # fixed
+    snakemake(project, target)
+    assert (project / target / "model.safetensors").read_bytes() == weights
+
+
+TINY_LINES = len(TINY_CONFIG.read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("appended", "expected"),
+    [
+        # The tiny config ends inside its `benchmark:` section, which already sets batch_sizes.
+        pytest.param("  batch_sizes: [64]\n",
+                     f"config/config.yaml line {TINY_LINES + 1}: key 'batch_sizes' is written twice",
+                     id="a key written twice"),
+        pytest.param("  seed: [1, 2\n", "config error in config/config.yaml line", id="malformed YAML"),
+    ],
+)
+def test_a_bad_config_file_is_named_with_its_line_before_any_job(tmp_path, appended, expected):
+    project = make_project(tmp_path)
+    (project / "config" / "config.yaml").write_text(TINY_CONFIG.read_text() + appended)
+    result = snakemake(project, "--dry-run", check=False)
+    assert result.returncode != 0 and expected in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not (project / "results").exists()
+
+
+def test_use_conda_without_conda_says_what_to_do(tmp_path):
+    if any(shutil.which(tool) for tool in ("conda", "mamba", "micromamba")):
+        pytest.skip("conda is installed here")
+    result = snakemake(make_project(tmp_path), "--dry-run", "--use-conda", check=False)
+    assert result.returncode != 0
+    assert "Drop the flag" in result.stdout + result.stderr
+
+
+def test_everything_written_is_readable_by_others(finished):
+    """Under the usual umask 022, results on a shared filesystem are readable by the other users."""
+    written = [p for folder in ("results", "images") for p in (finished / folder).rglob("*") if p.is_file()]
+    assert len(written) > 30
+    private = [str(p.relative_to(finished)) for p in written if p.stat().st_mode & 0o044 != 0o044]
+    assert private == []
