@@ -44,8 +44,9 @@ def test_speedup_is_per_hardware_and_missing_without_a_baseline():
 
 def test_aggregate_writes_summary_artifacts_markdown_environment(tmp_path):
     paths = []
-    for i, rec in enumerate([record("pytorch", 1, 60.0), record("ort-fp32", 1, 20.0)]):
-        paths.append(tmp_path / f"r{i}.json")
+    for rec in (record("pytorch", 1, 60.0), record("ort-fp32", 1, 20.0)):
+        paths.append(tmp_path / f"results/cpu/m/bench/{rec['variant']}/b1_s128.json")
+        paths[-1].parent.mkdir(parents=True)
         paths[-1].write_text(json.dumps(rec))
     sidecar = tmp_path / "ort-fp16.json"
     sidecar.write_text(json.dumps({"file_bytes": 133, "sha256": "ab" * 32, "stage": "convert_fp16",

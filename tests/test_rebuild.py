@@ -54,6 +54,13 @@ def _truncate_keeping_mtime(path: Path) -> None:
 REPORT = {"aggregate": 1, "charts": 1, "readme": 1, "all": 1}
 
 
+def _corrupt_failure_marker(project: Path) -> None:
+    (project / BENCH / "onnx-fp32/b2_s16.json").unlink()
+    marker = project / f"results/cpu/{MODEL}/failed/onnx-fp32/b2_s16.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{oops")
+
+
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
@@ -67,6 +74,9 @@ REPORT = {"aggregate": 1, "charts": 1, "readme": 1, "all": 1}
                      id="a result truncated, its mtime kept"),
         pytest.param(lambda p: (p / f"results/models/{MODEL}/reference.npz").unlink(), {"reference_outputs": 1},
                      id="the reference deleted"),
+        pytest.param(lambda p: shutil.rmtree(p / "images"), {"charts": 1, "readme": 1, "all": 1},
+                     id="the charts deleted"),
+        pytest.param(_corrupt_failure_marker, {"benchmark": 1, **REPORT}, id="a failure marker that does not parse"),
     ],
 )
 def test_what_is_missing_or_damaged_is_rebuilt_by_a_plain_run(copy_of, damage, expected):
@@ -75,6 +85,15 @@ def test_what_is_missing_or_damaged_is_rebuilt_by_a_plain_run(copy_of, damage, e
     jobs = planned(copy_of)
     for rule, count in expected.items():
         assert jobs.get(rule) == count, jobs
+
+
+def test_config_keys_merely_reordered_rerun_nothing(copy_of):
+    config_file = copy_of / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    reordered = {key: config[key] for key in reversed(list(config))}
+    reordered["models"] = [{key: m[key] for key in reversed(list(m))} for m in config["models"]]
+    config_file.write_text(yaml.safe_dump(reordered, sort_keys=False))
+    assert planned(copy_of) == {}
 
 
 def test_a_truncated_artifact_is_set_aside_and_rebuilt_whole(copy_of):

@@ -218,3 +218,68 @@ def test_damaged_files_are_found_and_set_aside(fused_copy, tmp_path):
     npz = tmp_path / "reference.npz"
     npz.write_bytes(b"PK\x03\x04 truncated")
     assert "not a readable .npz" in integrity.damaged_npz(npz).reason
+
+
+def test_an_unfinished_model_download_is_set_aside_once_it_is_old(tiny_models, tmp_path):
+    import os
+    import time
+
+    from inference_bench import integrity
+
+    folder = tmp_path / "hf"
+    shutil.copytree(tiny_models["bert"], folder)
+    assert integrity.damaged_model_dir(folder) is None
+    (folder / "manifest.json").unlink()
+    assert integrity.damaged_model_dir(folder) is None  # may be a download in progress
+    old = time.time() - integrity.UNFINISHED_AFTER_S - 1
+    os.utime(folder, (old, old))
+    assert "did not finish" in integrity.damaged_model_dir(folder).reason
+
+
+def test_model_weights_changed_after_download_are_refused_before_loading(tiny_models, tmp_path):
+    from inference_bench.models import ModelSourceError, load_torch_model
+
+    folder = tmp_path / "hf"
+    shutil.copytree(tiny_models["bert"], folder)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8)  # same size, other values
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelSourceError, match=r"model.safetensors does not match the sha256 in .*manifest.json"):
+        load_torch_model(folder)
+
+
+def test_a_result_holding_another_jobs_numbers_is_refused(tmp_path):
+    import json
+
+    from conftest import record
+    from inference_bench.aggregate import aggregate
+
+    folder = tmp_path / "results" / "cpu" / "m" / "bench" / "pytorch"
+    folder.mkdir(parents=True)
+    (folder / "b1_s128.json").write_text(json.dumps(record("pytorch", 1, 10.0, seq=128) | {"model": "m"}))
+    (folder / "b2_s128.json").write_text(json.dumps(record("pytorch", 1, 10.0, seq=128) | {"model": "m"}))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"b2_s128.json holds the result of another job \(batch_size 1\)"):
+        aggregate(sorted(folder.glob("*.json")), [], out / "s.csv", out / "a.csv", out / "s.md", out / "e.json")
+
+
+def test_a_folder_that_cannot_be_written_is_named(tmp_path):
+    import os
+    import subprocess
+
+    from inference_bench.artifacts import UnwritableError, write_json_atomic
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere but into an immutable folder
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("running as root on a filesystem without chattr +i")
+    else:
+        folder.chmod(0o555)
+    try:
+        with pytest.raises(UnwritableError, match=r"cannot write .*locked/r.json: (Permission denied|Operation not permitted)"):
+            write_json_atomic(folder / "r.json", {})
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)

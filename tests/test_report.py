@@ -81,7 +81,7 @@ def test_models_of_other_configs_are_listed_after_this_runs(two_tags, tmp_path):
 
 
 def test_missing_markers_are_an_error():
-    with pytest.raises(MarkerError, match="markers"):
+    with pytest.raises(MarkerError, match="no results section to rewrite: put the lines"):
         splice("# no markers here\n", "table")
     with pytest.raises(MarkerError):
         splice(f"{END}\n{START}\n", "table")

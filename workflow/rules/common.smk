@@ -214,8 +214,8 @@ def aggregate_inputs(wildcards):
 
 
 def reported_files():
-    """Every file the summaries and the README report on, for this run's tag and models."""
-    files = [layout.CALIBRATION.format(hardware=HARDWARE)]
+    """Every file the summaries, the charts and the README report on, for this run's tag and models."""
+    files = [layout.CALIBRATION.format(hardware=HARDWARE), *chart_files()]
     for model in MODELS:
         files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
         files += expand(layout.ONNX_ARTIFACT, model=model, artifact=artifact_names()) + _artifact_sidecars(model)
@@ -233,6 +233,7 @@ def set_damaged_files_aside():
         checks += [(integrity.damaged_artifact, path) for path in expand(layout.ONNX_ARTIFACT, model=model,
                                                                          artifact=artifact_names())]
         checks += [(integrity.damaged_json, path) for path in expected_benchmarks(model)]
+        checks += [(integrity.damaged_json, layout.failure_marker_path(path)) for path in expected_benchmarks(model)]
         checks += [(integrity.damaged_json, layout.ENVIRONMENT.format(hardware=HARDWARE, model=model))]
     for damage in integrity.find_damage(checks):
         integrity.set_aside(damage)

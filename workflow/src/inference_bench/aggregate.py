@@ -8,7 +8,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from inference_bench import layout
 from inference_bench.artifacts import atomic_path, read_json, write_json_atomic, write_text_atomic
+from inference_bench.errors import PipelineError
 from inference_bench.tables import summary_markdown
 from inference_bench.variants import BASELINE, precision_of, variant_order
 
@@ -111,7 +113,7 @@ def aggregate(
     environment_json: str | Path,
     calibration_json: str | Path | None = None,
 ) -> pd.DataFrame:
-    records = [read_json(path) for path in result_paths]
+    records = [_record_of(path) for path in result_paths]
     peaks = read_json(calibration_json)["peak_gflops"] if calibration_json else None
     summary = summarize(records, peaks)
     measured = [r for r in records if r.get("status", "ok") == "ok"]
@@ -121,6 +123,25 @@ def aggregate(
     write_text_atomic(summary_md, summary_markdown(summary, environment))
     write_json_atomic(environment_json, {**environment, "jobs": len(records)})
     return summary
+
+
+class MisplacedResultError(PipelineError, ValueError):
+    """A result file holds another job's result (copied or moved by hand)."""
+
+
+def _record_of(path: str | Path) -> dict[str, Any]:
+    """A job's record, refused when it describes another job than its path names."""
+    record = read_json(path)
+    key = layout.parse_result_path(path)
+    expected = {"hardware": key.hardware, "model": key.model, "variant": key.variant,
+                "batch_size": key.batch_size, "sequence_length": key.sequence_length}
+    found = {name: record.get(name) for name in expected}
+    if found != expected:
+        wrong = ", ".join(f"{name} {found[name]!r}" for name in expected if found[name] != expected[name])
+        raise MisplacedResultError(
+            f"{path} holds the result of another job ({wrong}); delete it and rerun to measure this one"
+        )
+    return record
 
 
 def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:

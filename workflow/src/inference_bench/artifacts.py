@@ -19,8 +19,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ends without error, else removed. The file gets the permissions the umask gives any new file (mkstemp's
     0600 would hide results from the other users of a shared filesystem)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    except PermissionError as error:
+        raise UnwritableError(
+            f"cannot write {target}: {error.strerror} in {target.parent}; make it writable for this user, or "
+            f"run in a copy of the project you own"
+        ) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -58,6 +64,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+class UnwritableError(PipelineError, PermissionError):
+    """The pipeline may not write where its results go."""
+
+
 class UnreadableFileError(PipelineError, ValueError):
     """A file the pipeline wrote no longer parses (truncated, edited by hand)."""
 
@@ -69,6 +79,19 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except json.JSONDecodeError as error:
         raise UnreadableFileError(
             f"{path} is not valid JSON ({error}); delete it and rerun the workflow to rebuild it"
+        ) from None
+
+
+def read_csv(path: str | os.PathLike[str]) -> Any:
+    """A summary or artifact table as a pandas DataFrame; one that does not parse is named."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UnreadableFileError(
+            f"{path} is not a readable CSV table ({str(error).strip()}); restore it (git checkout -- {path}) "
+            f"or delete it and rerun"
         ) from None
 
 

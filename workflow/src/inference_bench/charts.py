@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from inference_bench import layout  # noqa: E402
-from inference_bench.artifacts import read_json  # noqa: E402
+from inference_bench.artifacts import read_csv, read_json  # noqa: E402
 from inference_bench.tables import machine_line  # noqa: E402
 from inference_bench.variants import VARIANTS, precision_of, variant_order  # noqa: E402
 
@@ -31,10 +31,10 @@ def load_results(summary_paths: Sequence[str | Path], model: str) -> tuple[pd.Da
         key = layout.parse_summary_path(path)
         if key.model != model:
             continue
-        frames.append(pd.read_csv(path))
+        frames.append(read_csv(path))
         artifact_table = layout.beside_summary(path, layout.ARTIFACT_TABLE)
         if artifact_table.exists():
-            artifacts.append(pd.read_csv(artifact_table).assign(hardware=key.hardware))
+            artifacts.append(read_csv(artifact_table).assign(hardware=key.hardware))
         environment = layout.beside_summary(path, layout.ENVIRONMENT)
         if environment.exists():
             environments[key.hardware] = read_json(environment)

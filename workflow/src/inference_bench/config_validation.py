@@ -55,14 +55,29 @@ def load_schema(schema_path: str | Path) -> dict[str, Any]:
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Fill defaults into `config` in place and return it, or raise ConfigError naming the first problem."""
+    """Fill defaults into `config` in place (keys sorted) and return it, or raise ConfigError naming the first
+    problem."""
     schema = load_schema(schema_path)
     errors = sorted(_DefaultFillingValidator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(_describe(errors[0], schema))
     _check_cross_references(config)
     _check_timing(config)
+    ordered = _sorted_keys(config)
+    config.clear()
+    config.update(ordered)
     return config
+
+
+def _sorted_keys(value: Any) -> Any:
+    """Mappings with their keys sorted, at every depth (lists keep their order). Snakemake compares a job's
+    params as written, so without this, a config file whose keys were merely reordered (by a YAML dump, an
+    editor) would rerun every job."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def key_path(path: Any) -> str:
@@ -184,8 +199,21 @@ def check_model_sources(config: dict[str, Any], project_dir: Path = Path(".")) -
         spec = ModelSpec.from_config(model)
         if spec.source == "local":
             check_local_dir(spec)
+            _refuse_results_folder(spec, project_dir)
         elif spec.source == "random" and not _built_from(spec, project_dir):
             random_model_config(spec)
+
+
+def _refuse_results_folder(spec: Any, project_dir: Path) -> None:
+    """A local model inside results/ would be the pipeline's own output (Snakemake deletes an output before
+    remaking it) or another model's copy: both are refused."""
+    results = (project_dir / layout.RESULTS).resolve()
+    source = (project_dir / Path(spec.path).expanduser()).resolve()
+    if source == results or results in source.parents:
+        raise ConfigError(
+            f"config error at models: the local path {spec.path!r} of model {spec.name!r} is inside results/, "
+            f"which the pipeline writes and deletes; point it at the model's own directory"
+        )
 
 
 def _built_from(spec: Any, project_dir: Path) -> bool:

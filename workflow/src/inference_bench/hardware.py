@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Any
 
 from inference_bench.errors import PipelineError
 from inference_bench.variants import Device, Variant
+
+log = logging.getLogger(__name__)
 
 #: The execution providers ONNX Runtime is asked for on each device, in priority order.
 DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -40,8 +43,13 @@ class HardwareTag:
 
 
 def resolve_threads(requested: int) -> int:
-    """0 means every core this process may run on."""
-    return requested if requested > 0 else len(os.sched_getaffinity(0))
+    """0 means every core this process may run on. More threads than that oversubscribe the cores: allowed
+    (a cluster's nodes may be larger than this one), but said."""
+    available = len(os.sched_getaffinity(0))
+    if requested > available:
+        log.warning("benchmark.threads is %d but this process may run on %d cores: the threads will share them",
+                    requested, available)
+    return requested if requested > 0 else available
 
 
 def check_hardware(tag: HardwareTag) -> None:

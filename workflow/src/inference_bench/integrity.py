@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,6 +24,8 @@ from inference_bench.layout import MANIFEST_NAME
 log = logging.getLogger(__name__)
 
 DAMAGED_SUFFIX = ".damaged"
+#: A model folder without its manifest for this long is taken as an unfinished download.
+UNFINISHED_AFTER_S = 600
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,14 @@ def damaged_model_dir(model_dir: str | Path) -> Damage | None:
     """A model directory whose files differ in size from its manifest, or are missing."""
     folder = Path(model_dir)
     manifest = folder / MANIFEST_NAME
-    if not manifest.is_file():
+    if not folder.is_dir():
         return None
+    if not manifest.is_file():
+        # download_model writes the manifest last. A folder without one is a download or copy that did not
+        # finish, unless it is being written right now (a dry run beside a real one): leave recent ones be.
+        if time.time() - folder.stat().st_mtime < UNFINISHED_AFTER_S:
+            return None
+        return Damage(folder, f"no {MANIFEST_NAME}: the download or copy did not finish")
     if _json_problem(manifest):
         return Damage(folder, f"{MANIFEST_NAME} is not valid JSON")
     for name, entry in read_json(manifest).get("files", {}).items():

@@ -275,10 +275,26 @@ def _require_weights(model_dir: Path, spec: ModelSpec) -> None:
     )
 
 
+def verify_model_dir(model_dir: str | Path) -> None:
+    """Refuse a model directory whose files no longer match the sha256 its manifest recorded."""
+    folder = Path(model_dir)
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return  # a directory the pipeline did not write (a test's, a user's): nothing to compare with
+    for name, entry in read_json(manifest).get("files", {}).items():
+        file = folder / name
+        if not file.is_file() or file_sha256(file) != entry.get("sha256"):
+            raise ModelSourceError(
+                f"{file} does not match the sha256 in {manifest}: it was changed after download_model wrote it. "
+                f"Delete {folder} and rerun the workflow to make it again."
+            )
+
+
 def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager") -> Any:
-    """The encoder (no task head) in eval mode, from safetensors only."""
+    """The encoder (no task head) in eval mode, from safetensors only, after checking it against its manifest."""
     from transformers import AutoModel
 
+    verify_model_dir(model_dir)
     model = AutoModel.from_pretrained(
         model_dir, attn_implementation=attn_implementation, use_safetensors=True, trust_remote_code=False
     )

@@ -11,7 +11,7 @@ import pandas as pd
 
 from inference_bench import layout
 from inference_bench.aggregate import sort_variants
-from inference_bench.artifacts import read_json, write_text_atomic
+from inference_bench.artifacts import read_csv, read_json, write_text_atomic
 from inference_bench.errors import PipelineError
 from inference_bench.tables import format_number, machine_line, markdown_table, results_table
 from inference_bench.targets import Target, evaluate_targets
@@ -59,7 +59,7 @@ def _artifacts_block(artifacts_csv: Path) -> str:
     """Each ONNX file, timed on this tag or not: size, fused operators, parity (at build time, on the CPU)."""
     if not artifacts_csv.exists():
         return ""
-    artifacts = pd.read_csv(artifacts_csv)
+    artifacts = read_csv(artifacts_csv)
     table = pd.DataFrame(
         {
             "artifact": artifacts["variant"],
@@ -98,7 +98,7 @@ def baseline_wins(summary: pd.DataFrame) -> list[str]:
 def _targets_block(summary_path: Path, targets: Sequence[Target], report_missing: bool) -> str:
     """The configured targets of this summary's tag; where the summary has no row for one, it says so
     (for this run's models) or leaves it out (for an experiment's)."""
-    summary = pd.read_csv(summary_path)
+    summary = read_csv(summary_path)
     wins = baseline_wins(summary)
     notes = ("Stronger PyTorch baselines: " + " ".join(wins) + "\n\n") if wins else ""
     rows = [row for row in evaluate_targets(summary, targets) if report_missing or not math.isnan(row["measured"])]
@@ -128,7 +128,7 @@ def _met_text(row: dict[str, Any]) -> str:
 
 def _tag_block(summary_path: Path) -> str:
     tag = layout.parse_summary_path(summary_path).hardware
-    summary = sort_variants(pd.read_csv(summary_path))
+    summary = sort_variants(read_csv(summary_path))
     env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
     environment = read_json(env_path) if env_path.exists() else {}
     memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
@@ -142,7 +142,10 @@ def splice(readme_text: str, section: str) -> str:
     """Replace what lies between the markers; everything outside them is kept byte for byte."""
     start, end = readme_text.find(START), readme_text.find(END)
     if start < 0 or end < 0 or end < start:
-        raise MarkerError(f"README needs the markers\n{START}\n{END}\nin that order")
+        raise MarkerError(
+            f"the README has no results section to rewrite: put the lines {START} and {END}, in that order, "
+            f"where it goes"
+        )
     head = readme_text[: start + len(START)]
     tail = readme_text[end:]
     return f"{head}\n{section.strip()}\n{tail}"
