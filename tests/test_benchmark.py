@@ -88,17 +88,46 @@ def test_result_files_are_written_whole(tmp_path):
 
 
 @pytest.mark.gpu
-def test_cuda_runners_time_on_device(tiny_exports):
+def test_cuda_runners_time_on_device(tiny_exports, tmp_path):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
+    from inference_bench.stages import fp16_stage, optimize_stage
+
     paths = tiny_exports["distilbert"]
+    fused, fp16 = tmp_path / "ort-fp32.onnx", tmp_path / "ort-fp16.onnx"
+    optimize_stage(paths["onnx"], fused, paths["model_dir"], paths["reference"], opt_level=0,
+                   require_full_fusion=True, tolerance={"max_abs_diff": 1e-3, "min_cosine": 0.99999})
+    fp16_stage(fused, fp16, paths["reference"], keep_io_types=True, op_block_list=[],
+               tolerance={"max_abs_diff": 0.05, "min_cosine": 0.999})
     tag = HardwareTag(name="gpu", device="cuda")
-    for variant in ("pytorch", "pytorch-fp16"):
-        record = run_benchmark(_job(paths, variant, hardware=tag))
-        assert record["peak_gpu_memory_bytes"] > 0
-        assert record["parity"]["min_token_cosine"] > 0.999
+    for variant, onnx in (("pytorch", None), ("pytorch-fp16", None), ("onnx-fp32", paths["onnx"]),
+                          ("ort-fp16", fp16), ("ort-fp16-cudagraph", fp16)):
+        record = run_benchmark(_job(paths, variant, onnx, hardware=tag))
+        assert 0 < record["peak_gpu_memory_bytes"] < 2e9, variant  # allocations, not the CUDA context
+        assert record["parity"]["min_token_cosine"] > 0.999, variant
+
+
+def test_cuda_only_variants_are_refused_on_the_cpu(tiny_exports):
+    with pytest.raises(ValueError, match="ort-fp16-cudagraph runs on cuda only, not cpu"):
+        run_benchmark(_job(tiny_exports["bert"], "ort-fp16-cudagraph", tiny_exports["bert"]["onnx"]))
+    with pytest.raises(ValueError, match="pytorch-fp16 runs on cuda only, not cpu"):
+        run_benchmark(_job(tiny_exports["bert"], "pytorch-fp16"))
+
+
+def test_the_gpu_name_picks_the_hardware_tag():
+    import yaml
+
+    from conftest import ROOT
+    from inference_bench.gpu_check import tag_for_gpu
+
+    tags = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["hardware_tags"]
+    assert tag_for_gpu("NVIDIA H100 80GB HBM3", tags) == "h100"
+    assert tag_for_gpu("NVIDIA H200", tags) == "h200"
+    assert tag_for_gpu("Tesla T4", tags) == "t4"
+    with pytest.raises(SystemExit, match="no hardware tag names the GPU 'NVIDIA B200'"):
+        tag_for_gpu("NVIDIA B200", tags)
 
 
 def test_flops_of_distilbert_base_at_batch_1_sequence_128():

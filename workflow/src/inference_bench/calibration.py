@@ -26,7 +26,7 @@ def _median_seconds(call: Callable[[], Any], repeats: int, warmup: int = 2) -> f
     return float(np.median(samples))
 
 
-def _ort_matmul_session(size: int, dtype: str, providers: list[str], threads: int, folder: Path):
+def matmul_session(size: int, dtype: str, providers: list[str], threads: int, folder: Path):
     """A one-node ONNX graph: activations (input) times weights (initializer), like a linear layer."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -85,7 +85,7 @@ def _measure_size(device: str, threads: int, size: int, repeats: int) -> list[di
     ort_precisions = ["fp32", "fp16"] if device == "cuda" else ["fp32", "int8"]
     with tempfile.TemporaryDirectory() as folder:
         for dtype in ort_precisions:
-            session = _ort_matmul_session(size, dtype, providers, threads, Path(folder))
+            session = matmul_session(size, dtype, providers, threads, Path(folder))
             activations = np.random.default_rng(1).standard_normal((size, size))
             if dtype == "int8":
                 activations = np.random.default_rng(1).integers(0, 255, (size, size), dtype=np.uint8)

@@ -108,9 +108,16 @@ def _check_cross_references(config: dict[str, Any]) -> None:
             f"config error at hardware: {config['hardware']!r} is not a declared hardware tag; "
             f"declared: {', '.join(tags)}"
         )
-    for tag in tags:
+    for tag, settings in tags.items():
         if tag in layout.RESERVED_NAMES:
             raise ConfigError(f"config error at hardware_tags: {tag!r} is reserved (a folder or file of results/)")
+        for index, name in enumerate(settings["variants"]):
+            devices = VARIANTS[name].devices
+            if settings["device"] not in devices:
+                raise ConfigError(
+                    f"config error at hardware_tags.{tag}.variants[{index}]: {name!r} runs on "
+                    f"{' or '.join(devices)} only, and this tag's device is {settings['device']!r}"
+                )
     names = [model["name"] for model in config["models"]]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -47,6 +47,7 @@ class Variant:
     artifact: str | None = None  # ONNX Runtime variants: the artifact they run
     torch_dtype: str | None = None  # PyTorch variants: the torch dtype the model runs in (`torch.<name>`)
     compiled: bool = False  # PyTorch variants: through torch.compile
+    cuda_graph: bool = False  # ONNX Runtime variants: replayed from a captured CUDA graph (CUDA only)
     needs_cpu_flags: tuple[str, ...] = ()  # on CPU, one of these flags is required (BF16 matmul support)
     description: str = ""
 
@@ -91,6 +92,9 @@ VARIANTS: dict[str, Variant] = {
                     description=f"ONNX Runtime, {a.name}.onnx")
             for a in ARTIFACTS.values()
         ),
+        # The fused FP16 graph, captured once per shape as a CUDA graph and replayed: no kernel launch costs.
+        Variant("ort-fp16-cudagraph", "onnxruntime", "fp16", ("cuda",), artifact="ort-fp16", cuda_graph=True,
+                description="ONNX Runtime, ort-fp16.onnx replayed from a CUDA graph"),
     )
 }
 

@@ -11,7 +11,7 @@ from inference_bench.benchmark.timing import TimingSettings, latency_statistics,
 from inference_bench.environment import describe_environment
 from inference_bench.errors import PipelineError, first_line
 from inference_bench.flops import encoder_flops
-from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
+from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads, runs_here
 from inference_bench.parity import Tolerance, compare_hidden_states
 from inference_bench.reference import load_reference
 from inference_bench.variants import variant as lookup_variant
@@ -68,10 +68,13 @@ def make_runner(job: BenchmarkJob, threads: int) -> Runner:
     from inference_bench.benchmark.runners import OrtRunner, TorchRunner
 
     variant = lookup_variant(job.variant)
+    unavailable = runs_here(variant, job.hardware.device)
+    if unavailable:
+        raise ValueError(unavailable)
     if variant.engine == "torch":
         return TorchRunner(job.model_dir, variant, device=job.hardware.device, threads=threads,
                            attn_implementation=job.attn_implementation or "sdpa")
-    return OrtRunner(job.onnx_path, providers=job.hardware.providers, threads=threads)
+    return OrtRunner(job.onnx_path, providers=job.hardware.providers, threads=threads, cuda_graph=variant.cuda_graph)
 
 
 def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, Any]:

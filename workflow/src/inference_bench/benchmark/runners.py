@@ -39,14 +39,10 @@ class TorchRunner:
     ) -> None:
         import torch
 
-        from inference_bench.hardware import runs_here
         from inference_bench.models import load_torch_model
 
         if variant.engine != "torch":
             raise ValueError(f"{variant.name} is not a PyTorch variant")
-        unavailable = runs_here(variant, device)
-        if unavailable:
-            raise ValueError(unavailable)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
@@ -87,23 +83,40 @@ class TorchRunner:
 
 
 class OrtRunner:
-    """An ONNX file in ONNX Runtime; on CUDA with IO binding, so host-device copies stay out of the timing."""
+    """An ONNX file in ONNX Runtime; on CUDA with IO binding, so host-device copies stay out of the timing,
+    and with `cuda_graph`, replayed from a captured CUDA graph at the job's fixed shape."""
 
-    def __init__(self, onnx_path: str | Path, providers: list[str], threads: int) -> None:
+    def __init__(self, onnx_path: str | Path, providers: list[str], threads: int, cuda_graph: bool = False) -> None:
         from inference_bench.artifacts import describe_file, verify_artifact
         from inference_bench.ort_session import make_session
 
         verify_artifact(onnx_path)
-        self.session = make_session(onnx_path, providers=providers, threads=threads)
+        self._path, self._providers, self._threads, self._cuda_graph = onnx_path, providers, threads, cuda_graph
+        wants_cuda = providers[:1] == ["CUDAExecutionProvider"]
+        if cuda_graph and not wants_cuda:
+            raise ValueError("CUDA graphs need the CUDA execution provider")
+        # What the CUDA context alone holds, before any model: subtracted from the peak, so ONNX Runtime's
+        # figure is what its allocations took, as torch's allocator reports for PyTorch.
+        self._context_bytes = _cuda_context_bytes() if wants_cuda else None
+        options = {"CUDAExecutionProvider": {"enable_cuda_graph": "1"}} if cuda_graph else None
+        self.session = make_session(onnx_path, providers=providers, threads=threads, provider_options=options)
         self.on_cuda = "CUDAExecutionProvider" in self.session.get_providers()[:1]
         self.model_bytes = describe_file(onnx_path)["file_bytes"]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
     def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        from inference_bench.ort_session import run_once
+        from inference_bench.ort_session import make_session, run_once
 
-        return np.asarray(run_once(self.session, feeds), dtype=np.float32)
+        if not self._cuda_graph:
+            return np.asarray(run_once(self.session, feeds), dtype=np.float32)
+        # A captured graph replays one shape into fixed buffers; the parity batch has another shape, so it
+        # runs through the same file on the same provider without a graph (the kernels a graph replays).
+        plain = make_session(self._path, providers=self._providers, threads=self._threads)
+        try:
+            return np.asarray(run_once(plain, feeds), dtype=np.float32)
+        finally:
+            del plain
 
     def timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
         feeds = {name: feeds[name] for name in self.input_names}
@@ -112,17 +125,43 @@ class OrtRunner:
             return lambda: session.run(output, feeds)
         from inference_bench.ort_session import cuda_bound_call
 
-        return cuda_bound_call(self.session, feeds, [self.output_name])
+        shapes = None
+        if self._cuda_graph:
+            hidden = self.session.get_outputs()[0].shape[-1]
+            if not isinstance(hidden, int):
+                raise ValueError(f"{self._path}: CUDA graphs need a fixed hidden size in the output, got {hidden!r}")
+            batch, sequence = next(iter(feeds.values())).shape[:2]
+            shapes = {self.output_name: (batch, sequence, hidden)}
+        return cuda_bound_call(self.session, feeds, [self.output_name], output_shapes=shapes)
 
     def peak_device_memory_bytes(self) -> int | None:
-        # ONNX Runtime's CUDA arena keeps what it grew to, so after the timed runs the process's
-        # device memory is its peak.
-        return _process_gpu_bytes() if self.on_cuda else None
+        # ONNX Runtime's CUDA arena keeps what it grew to, so after the timed runs the process's device memory
+        # is its peak; the CUDA context measured before the model loaded is not the model's.
+        if not self.on_cuda:
+            return None
+        used = _process_gpu_bytes()
+        if used is None or self._context_bytes is None:
+            return None
+        return max(used - self._context_bytes, 0)
+
+
+def _cuda_context_bytes() -> int | None:
+    """Device memory of this process with a CUDA context and nothing else: torch creates the context (and
+    loads the CUDA libraries ONNX Runtime's provider links to)."""
+    try:
+        import torch
+
+        torch.empty(0, device="cuda")
+        torch.cuda.synchronize()
+    except Exception:  # no torch or no GPU: the provider check says why
+        return None
+    return _process_gpu_bytes()
 
 
 def _process_gpu_bytes() -> int | None:
     """Device memory this process holds on GPU 0, through NVML (ONNX Runtime's allocator is invisible
-    to torch); None where NVML is missing or does not report per-process usage."""
+    to torch); where NVML is missing, the device's used memory from the CUDA runtime (the lent machines run
+    one job at a time, so that is this process's); None when neither is available."""
     import os
 
     try:
@@ -133,6 +172,12 @@ def _process_gpu_bytes() -> int | None:
         for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if process.pid == os.getpid() and process.usedGpuMemory is not None:
                 return int(process.usedGpuMemory)
-    except Exception:  # NVML absent or unsupported: the result says None rather than a guess
+    except Exception:  # NVML absent or unsupported: fall back to the device-wide figure
+        pass
+    try:
+        import torch
+
+        free, total = torch.cuda.mem_get_info(0)
+        return int(total - free)
+    except Exception:
         return None
-    return None
