@@ -159,3 +159,65 @@ def test_bf16_is_refused_on_a_cpu_without_bf16(tiny_exports, monkeypatch):
     monkeypatch.setattr(inference_bench.hardware, "cpu_flags", lambda: ["avx2"])
     with pytest.raises(ValueError, match="pytorch-bf16 needs a CPU with avx512_bf16 or amx_bf16"):
         run_benchmark(_job(tiny_exports["bert"], "pytorch-bf16"))
+
+
+def test_a_tag_remembers_its_machine_and_refuses_another(tmp_path):
+    import json
+
+    from inference_bench.hardware import MachineChangedError, check_machine, machine_fingerprint
+
+    recorded = tmp_path / "machine.json"
+    first = check_machine("cpu", "cpu", recorded, replace=False)
+    assert first == machine_fingerprint("cpu") == json.loads(recorded.read_text())
+    assert check_machine("cpu", "cpu", recorded, replace=False)["id"] == first["id"]  # same machine: fine
+    other = {**first, "id": "0123456789ab", "cpu_family": "25", "logical_cpus": 64}
+    recorded.write_text(json.dumps(other))
+    with pytest.raises(MachineChangedError, match=r"cpu_family '25' there, .* here, logical_cpus 64 there"):
+        check_machine("cpu", "cpu", recorded, replace=False)
+    assert json.loads(recorded.read_text()) == other  # refused: nothing rewritten
+    assert check_machine("cpu", "cpu", recorded, replace=True)["id"] == first["id"]
+    assert json.loads(recorded.read_text())["id"] == first["id"]
+
+
+def test_the_quiet_check_sees_a_busy_neighbour():
+    import subprocess
+    import sys
+    import time
+
+    from inference_bench.benchmark.quiet import QuietCheck, canary_ms
+
+    assert 0 < canary_ms(size=64, repeats=5) < 1000
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        with QuietCheck() as busy:
+            time.sleep(1.0)
+    finally:
+        neighbour.kill()
+    report = busy.report
+    if report.other_cpu_s is None:
+        pytest.skip("/proc/stat is not readable here")
+    assert report.other_cpu_s > 0.5  # one core busy for a second, seen from outside that process
+    assert report.other_cpu_share > 0.5 / (__import__("os").cpu_count() or 1)
+
+
+@pytest.mark.parametrize(("shares", "retried", "noisy"), [((0.02,), False, False), ((0.5, 0.05), True, False),
+                                                           ((0.5, 0.4), True, True)])
+def test_a_noisy_timing_is_retried_once_and_recorded(tiny_exports, monkeypatch, shares, retried, noisy):
+    import inference_bench.benchmark.run as run
+    from inference_bench.benchmark.quiet import QuietReport
+
+    seen = iter(shares)
+
+    class FakeCheck:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.report = QuietReport(1.0, 0.1, 0.0, next(seen), None)
+
+    monkeypatch.setattr(run, "QuietCheck", FakeCheck)
+    record = run_benchmark(_job(tiny_exports["bert"], "onnx-fp32", tiny_exports["bert"]["onnx"]))
+    quiet = record["quiet"]
+    assert (quiet["retried"], quiet["noisy"], quiet["other_cpu_share"]) == (retried, noisy, shares[-1])
+    assert quiet["canary_ms"] > 0

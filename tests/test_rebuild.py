@@ -52,6 +52,7 @@ def _truncate_keeping_mtime(path: Path) -> None:
 
 
 REPORT = {"aggregate": 1, "charts": 1, "readme": 1, "all": 1}
+MEASURED = REPORT
 
 
 def _corrupt_failure_marker(project: Path) -> None:
@@ -64,19 +65,19 @@ def _corrupt_failure_marker(project: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        pytest.param(lambda p: (p / BENCH / "ort-int8/b1_s16.json").unlink(), {"benchmark": 1, **REPORT},
+        pytest.param(lambda p: (p / BENCH / "ort-int8/b1_s16.json").unlink(), {"benchmark": 1, **MEASURED},
                      id="a benchmark result deleted"),
-        pytest.param(lambda p: (p / ONNX / "ort-int8.json").unlink(), {"quantize_int8": 1, "benchmark": 2, **REPORT},
+        pytest.param(lambda p: (p / ONNX / "ort-int8.json").unlink(), {"quantize_int8": 1, "benchmark": 2, **MEASURED},
                      id="a sidecar deleted"),
         pytest.param(lambda p: _truncate_keeping_mtime(p / ONNX / "ort-int8.onnx"),
-                     {"quantize_int8": 1, "benchmark": 2, **REPORT}, id="an ONNX file truncated, its mtime kept"),
-        pytest.param(lambda p: _truncate_keeping_mtime(p / BENCH / "pytorch/b2_s16.json"), {"benchmark": 1, **REPORT},
+                     {"quantize_int8": 1, "benchmark": 2, **MEASURED}, id="an ONNX file truncated, its mtime kept"),
+        pytest.param(lambda p: _truncate_keeping_mtime(p / BENCH / "pytorch/b2_s16.json"), {"benchmark": 1, **MEASURED},
                      id="a result truncated, its mtime kept"),
         pytest.param(lambda p: (p / f"results/models/{MODEL}/reference.npz").unlink(), {"reference_outputs": 1},
                      id="the reference deleted"),
         pytest.param(lambda p: shutil.rmtree(p / "images"), {"charts": 1, "readme": 1, "all": 1},
                      id="the charts deleted"),
-        pytest.param(_corrupt_failure_marker, {"benchmark": 1, **REPORT}, id="a failure marker that does not parse"),
+        pytest.param(_corrupt_failure_marker, {"benchmark": 1, **MEASURED}, id="a failure marker that does not parse"),
     ],
 )
 def test_what_is_missing_or_damaged_is_rebuilt_by_a_plain_run(copy_of, damage, expected):
@@ -196,3 +197,23 @@ def test_everything_written_is_readable_by_others(finished):
     assert len(written) > 30
     private = [str(p.relative_to(finished)) for p in written if p.stat().st_mode & 0o044 != 0o044]
     assert private == []
+
+
+def test_another_machine_does_not_overwrite_a_tags_results(copy_of):
+    """Results measured on one machine are not replaced by another's under the same tag, unless asked."""
+    import json
+
+    machine = copy_of / "results/cpu/machine.json"
+    recorded = json.loads(machine.read_text())
+    assert recorded["cpu_family"] and recorded["logical_cpus"]
+    machine.write_text(json.dumps({**recorded, "id": "0123456789ab", "cpu_family": "25"}))
+    (copy_of / BENCH / "pytorch/b1_s16.json").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (copy_of / "results/cpu").rglob("*") if p.is_file()}
+    refused = snakemake(copy_of, check=False)
+    assert refused.returncode != 0
+    assert "results/cpu/ were measured on another machine (cpu_family '25' there" in refused.stdout + refused.stderr
+    assert "--config replace_machine=True" in refused.stdout + refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in kept if p.exists()} == kept  # nothing touched
+    snakemake(copy_of, "--config", "replace_machine=True")
+    assert json.loads(machine.read_text())["id"] == recorded["id"]
+    assert (copy_of / BENCH / "pytorch/b1_s16.json").exists()

@@ -126,3 +126,17 @@ def test_a_faster_baseline_is_named():
     records = [record("pytorch", 1, 60.0), record("pytorch-bf16", 1, 30.0), record("ort-fp32", 1, 40.0),
                record("ort-int8", 1, 20.0), record("pytorch-bf16", 16, 500.0), record("ort-fp32", 16, 400.0)]
     assert baseline_wins(summarize(records)) == ["`pytorch-bf16` is faster than `ort-fp32` at batch 1."]
+
+
+def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_path):
+    from inference_bench.readme import quiet_note
+
+    records = [record("pytorch", 1, 60.0), record("ort-int8", 1, 12.0)]
+    for rec, share, retried, canary in zip(records, (0.02, 0.31), (False, True), (1.0, 1.2)):
+        rec["quiet"] = {"other_cpu_share": share, "retried": retried, "noisy": share > 0.1, "canary_ms": canary}
+    summary = summarize(records, {"fp32": 100.0}, calibration_canary_ms=1.0)
+    assert list(summary["canary_vs_calibration"]) == [1.0, 1.2]
+    note = quiet_note(summary)
+    assert "at most 31% of the machine" in note and "1 of 2 jobs timed twice" in note and "1 still over" in note
+    assert "1.00–1.20× its time in the calibration job" in note
+    assert quiet_note(summarize([record("pytorch", 1, 60.0)])) == ""  # no check recorded: no note

@@ -19,6 +19,7 @@ rule benchmark:
         tolerance=variant_tolerance,
         on_failure=BENCH["on_failure"],
         memory_limit_mb=BENCH["memory_limit_mb"],
+        max_other_cpu_share=BENCH["max_other_cpu_share"],
     conda:
         BENCH_ENV
     script:
@@ -26,6 +27,8 @@ rule benchmark:
 
 
 rule calibrate:
+    input:
+        machine_checked,
     output:
         calibration=layout.CALIBRATION,
     log:

@@ -11,6 +11,7 @@ from inference_bench.config_validation import (
     validate_config,
 )
 from inference_bench.errors import PipelineError
+from inference_bench.hardware import check_machine
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
 
@@ -115,11 +116,30 @@ def reference_path(wildcards):
 
 
 def benchmark_inputs(wildcards):
+    machine_checked(wildcards)
     inputs = {"model_dir": model_dir(wildcards), "reference": reference_path(wildcards)}
     artifact = VARIANTS[wildcards.variant].artifact
     if artifact:
         inputs["onnx"] = artifact_path(wildcards.model, artifact)
     return inputs
+
+
+_MACHINES_CHECKED = set()
+
+
+def machine_checked(wildcards):
+    """An input function of the measuring rules that adds no file: while the DAG is built, before any job
+    runs (and so before Snakemake deletes a result it would remake), this machine is compared with the one
+    the tag's committed results came from (results/<tag>/machine.json). Only where jobs run on this machine;
+    on a cluster each measuring job makes the same check on its node."""
+    if workflow.local_exec and wildcards.hardware not in _MACHINES_CHECKED:
+        try:
+            check_machine(wildcards.hardware, HARDWARE_TAG["device"], layout.MACHINE.format(hardware=wildcards.hardware),
+                          replace=config["replace_machine"], record=not workflow.dryrun)
+        except PipelineError as error:
+            raise WorkflowError(str(error)) from None
+        _MACHINES_CHECKED.add(wildcards.hardware)
+    return []
 
 
 def benchmark_timing():
@@ -135,7 +155,7 @@ def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
     return {
         "model": MODELS[wildcards.model],
-        "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in ("threads", "seed", "memory_limit_mb")}},
+        "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in ("threads", "seed", "memory_limit_mb", "max_other_cpu_share")}},
         "pytorch_attn_implementation": pytorch_attn_implementation(wildcards),
         "hardware_tag": HARDWARE_TAG_SETTINGS,
     }

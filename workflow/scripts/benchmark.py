@@ -1,11 +1,11 @@
 import logging
 
 from _common import run_logged
+from inference_bench import layout
 from inference_bench.artifacts import write_json_atomic
 from inference_bench.benchmark.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
 from inference_bench.benchmark.timing import TimingSettings
-from inference_bench.hardware import HardwareTag
-from inference_bench.layout import failure_marker_path
+from inference_bench.hardware import HardwareTag, check_machine
 from inference_bench.parity import Tolerance
 
 
@@ -26,8 +26,12 @@ def main() -> None:
         attn_implementation=params.attn_implementation,
         tolerance=Tolerance.from_config(params.tolerance),
         memory_limit_mb=params.memory_limit_mb,
+        max_other_cpu_share=params.max_other_cpu_share,
     )
-    marker = failure_marker_path(snakemake.output.result)
+    # Done while the DAG was built where jobs run locally; on a cluster node, this is the check.
+    check_machine(job.hardware.name, job.hardware.device, layout.MACHINE.format(hardware=job.hardware.name),
+                  replace=False)
+    marker = layout.failure_marker_path(snakemake.output.result)
     try:
         record = run_benchmark(job, config_for_hash=params.config_for_hash)
     except BenchmarkFailure as failure:

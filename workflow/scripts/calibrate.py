@@ -1,13 +1,17 @@
 from _common import run_logged
+from inference_bench import layout
 from inference_bench.artifacts import write_json_atomic
+from inference_bench.benchmark.quiet import canary_ms
 from inference_bench.calibration import measure_matmul_peaks, peak_by_precision
 from inference_bench.environment import describe_environment
-from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
+from inference_bench.hardware import HardwareTag, check_hardware, check_machine, resolve_threads
 
 
 def main() -> None:
     tag = HardwareTag(name=snakemake.wildcards.hardware, **snakemake.params.hardware_tag)
     check_hardware(tag)
+    # Done while the DAG was built where jobs run locally; on a cluster node, this is the check.
+    check_machine(tag.name, tag.device, layout.MACHINE.format(hardware=tag.name), replace=False)
     threads = resolve_threads(snakemake.params.threads)
     measurements = measure_matmul_peaks(tag.device, threads, sizes=snakemake.params.sizes)
     write_json_atomic(
@@ -18,6 +22,7 @@ def main() -> None:
             "threads": threads,
             "measurements": measurements,
             "peak_gflops": peak_by_precision(measurements),
+            "canary_ms": canary_ms(),
             "environment": describe_environment(device=tag.device, threads=threads),
         },
     )

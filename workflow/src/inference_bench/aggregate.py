@@ -43,6 +43,11 @@ SUMMARY_COLUMNS = [
     "parity_max_abs_diff",
     "parity_min_token_cosine",
     "parity_mean_token_cosine",
+    "other_cpu_share",
+    "timing_retried",
+    "noisy",
+    "canary_ms",
+    "canary_vs_calibration",
     "date",
 ]
 
@@ -55,19 +60,30 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     row["parity_max_abs_diff"] = parity.get("max_abs_diff")
     row["parity_min_token_cosine"] = parity.get("min_token_cosine")
     row["parity_mean_token_cosine"] = parity.get("mean_token_cosine")
+    quiet = record.get("quiet", {})
+    row["other_cpu_share"] = quiet.get("other_cpu_share")
+    row["timing_retried"] = quiet.get("retried")
+    row["noisy"] = quiet.get("noisy")
+    row["canary_ms"] = quiet.get("canary_ms")
     row["date"] = record.get("environment", {}).get("date")
     return row
 
 
-def summarize(records: Iterable[dict[str, Any]], peak_gflops: dict[str, float] | None = None) -> pd.DataFrame:
+def summarize(
+    records: Iterable[dict[str, Any]],
+    peak_gflops: dict[str, float] | None = None,
+    calibration_canary_ms: float | None = None,
+) -> pd.DataFrame:
     """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch` and,
-    given the tag's matmul peaks, each row's achieved GFLOP/s as a share of the peak of its precision."""
+    given the tag's matmul peaks, each row's achieved GFLOP/s as a share of the peak of its precision; given
+    the calibration's canary time, each job's canary against it (above 1: the host ran slower then)."""
     frame = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
     if frame.empty:
         return frame
     peaks = peak_gflops or {}
     frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(precision_of(v) or "", float("nan")))
     frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
+    frame["canary_vs_calibration"] = pd.to_numeric(frame["canary_ms"]) / (calibration_canary_ms or float("nan"))
     ok = frame["status"] == "ok"
     baseline = frame.loc[(frame["variant"] == BASELINE) & ok, [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
     baseline = baseline.rename(columns={"p50_ms": "_baseline_p50_ms"})
@@ -114,8 +130,8 @@ def aggregate(
     calibration_json: str | Path | None = None,
 ) -> pd.DataFrame:
     records = [_record_of(path) for path in result_paths]
-    peaks = read_json(calibration_json)["peak_gflops"] if calibration_json else None
-    summary = summarize(records, peaks)
+    calibration = read_json(calibration_json) if calibration_json else {}
+    summary = summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms"))
     measured = [r for r in records if r.get("status", "ok") == "ok"]
     environment = (measured or records)[0]["environment"] if records else {}
     _write_csv(summary, summary_csv)

@@ -11,7 +11,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-from inference_bench.hardware import cpu_flags, cpu_model, gpu_description
+from inference_bench.hardware import cpu_flags, cpu_model, gpu_description, machine_fingerprint
 
 _LIBRARIES = (
     "torch",
@@ -82,6 +82,7 @@ def describe_environment(device: str = "cpu", threads: int | None = None, config
         pass
     if device == "cuda":
         env.update(gpu_description())
+    env["fingerprint"] = machine_fingerprint(device)
     if config is not None:
         env["config_hash"] = config_hash(config)
     return env

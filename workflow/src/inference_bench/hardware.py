@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
@@ -97,6 +99,69 @@ def runs_here(variant: Variant, device: str) -> str | None:
     if device == "cpu" and variant.needs_cpu_flags and not set(variant.needs_cpu_flags) & set(cpu_flags()):
         return f"{variant.name} needs a CPU with {' or '.join(variant.needs_cpu_flags)}; this one has none of them"
     return None
+
+
+def _memory_gib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def machine_fingerprint(device: str) -> dict[str, Any]:
+    """What makes one machine's numbers differ from another's under the same tag: the CPU's identity (a Zen 4
+    and a Zen 5 EPYC share a model name, not a family), the flags that decide matmul speed, cores and
+    memory, and for CUDA tags the GPUs and their driver; `id` is a short digest of the rest."""
+    fields: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_vendor": _cpuinfo_field("vendor_id"),
+        "cpu_family": _cpuinfo_field("cpu family"),
+        "cpu_model_number": _cpuinfo_field("model\t") or _cpuinfo_field("model "),
+        "cpu_stepping": _cpuinfo_field("stepping"),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+    }
+    if device == "cuda":
+        gpu = gpu_description()
+        fields |= {key: gpu.get(key) for key in ("gpu_name", "gpu_count", "driver_version")}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return {"id": digest, **fields}
+
+
+class MachineChangedError(HardwareMismatchError):
+    """The tag's committed results were measured on another machine; they are not overwritten."""
+
+
+def check_machine(
+    tag: str, device: str, recorded_path: str | Path, replace: bool, record: bool = True
+) -> dict[str, Any]:
+    """Compare this machine with the one the tag's results were measured on (`results/<tag>/machine.json`).
+    The first run of a tag records it; a different machine stops before any result is touched, unless
+    `replace` (config `replace_machine: true`) says to measure over them, which records the new machine.
+    `record=False` (a dry run) compares and writes nothing."""
+    from inference_bench.artifacts import read_json, write_json_atomic
+
+    here = machine_fingerprint(device)
+    path = Path(recorded_path)
+    if path.is_file() and not replace:
+        recorded = read_json(path)
+        if recorded.get("id") != here["id"]:
+            differences = ", ".join(
+                f"{key} {recorded.get(key)!r} there, {here[key]!r} here"
+                for key in here if key != "id" and recorded.get(key) != here[key]
+            )
+            raise MachineChangedError(
+                f"results/{tag}/ were measured on another machine ({differences}); nothing was measured or "
+                f"overwritten. Measure this machine under a tag of its own (add one to hardware_tags and run "
+                f"with --config hardware=<new tag>), or replace them with --config replace_machine=True"
+            )
+    if record and (not path.is_file() or replace):
+        write_json_atomic(path, here)
+    return here
 
 
 def gpu_description() -> dict[str, Any]:

@@ -27,6 +27,8 @@ STAGE_BENCHMARK = MODEL + "benchmarks/{step}.tsv"
 # One hardware tag's measurements.
 TAG = RESULTS + "{hardware}/"
 CALIBRATION = TAG + "calibration.json"
+#: The machine the tag's results were measured on, committed with them.
+MACHINE = TAG + "machine.json"
 TAG_MODEL = TAG + "{model}/"
 BENCH_RESULT = TAG_MODEL + "bench/{variant}/b{batch}_s{seq}.json"
 FAILURE_MARKER = TAG_MODEL + "failed/{variant}/b{batch}_s{seq}.json"
@@ -42,7 +44,7 @@ CHART = IMAGES + "{model}/{chart}.png"
 CHARTS: tuple[str, ...] = ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware")
 
 #: Names a hardware tag or a model may not take: they would collide with the folders above.
-RESERVED_NAMES = frozenset({"models", "readme.stamp", "calibration.json"})
+RESERVED_NAMES = frozenset({"models", "readme.stamp", "calibration.json", "machine.json"})
 
 
 def log_path(*parts: str) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 from inference_bench import layout
 from inference_bench.aggregate import sort_variants
 from inference_bench.artifacts import read_csv, read_json, write_text_atomic
+from inference_bench.benchmark.quiet import CANARY_SIZE
 from inference_bench.errors import PipelineError
 from inference_bench.tables import format_number, machine_line, markdown_table, results_table
 from inference_bench.targets import Target, evaluate_targets
@@ -135,7 +136,27 @@ def _tag_block(summary_path: Path) -> str:
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
         f"parity against PyTorch FP32 on padded inputs.\n\n" + markdown_table(results_table(summary))
+        + quiet_note(summary)
     )
+
+
+def quiet_note(summary: pd.DataFrame) -> str:
+    """What the quiet-machine check and the canary saw while this table was measured (older summaries, from
+    before the check, have no such columns and get no note)."""
+    if "other_cpu_share" not in summary or summary["other_cpu_share"].isna().all():
+        return ""
+    timed = summary[summary["status"] == "ok"]
+    retried = int(timed["timing_retried"].fillna(False).astype(bool).sum())
+    noisy = int(timed["noisy"].fillna(False).astype(bool).sum())
+    note = (f"\nQuiet-machine check: other processes used at most {timed['other_cpu_share'].max():.0%} of the "
+            f"machine while a job timed; {retried} of {len(timed)} jobs timed twice for going over the threshold, "
+            f"{noisy} still over after it.")
+    canary = timed["canary_vs_calibration"].dropna()
+    if not canary.empty:
+        note += (f" The canary (a fixed {CANARY_SIZE}×{CANARY_SIZE} matrix multiply at each job's start) ran at "
+                 f"{canary.min():.2f}–{canary.max():.2f}× its time in the calibration job: absolute figures "
+                 f"move with the host by about that much.")
+    return note + "\n"
 
 
 def splice(readme_text: str, section: str) -> str:

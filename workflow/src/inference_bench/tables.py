@@ -84,5 +84,10 @@ def machine_line(environment: dict[str, Any]) -> str:
     libs = ", ".join(
         f"{name} {versions[name]}" for name in ("torch", "onnxruntime", "transformers") if name in versions
     )
+    fingerprint = environment.get("fingerprint") or {}
+    if fingerprint and not environment.get("gpu_name"):
+        device += f" (family {fingerprint.get('cpu_family')} model {fingerprint.get('cpu_model_number')})"
+    if fingerprint:
+        device += f", machine {fingerprint.get('id')}"
     threads = environment.get("threads")
     return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}; {libs}"
