@@ -100,8 +100,11 @@ def test_targets_are_evaluated_from_the_summary():
     assert len(results) == 4  # the t4 target has no summary of its tag here
     assert results["ort-fp32 ≥ 2.3× pytorch at batch 1, sequence 128"]["met"]
     int8 = results["ort-int8 ≥ 6× pytorch at batch 1, sequence 128"]
-    assert not int8["met"] and int8["measured"] == pytest.approx(5.0) and int8["gap"] == "83% of target"
+    assert not int8["met"] and int8["measured"] == pytest.approx(5.0) and int8["gap"] == "83.3% of target"
     assert math.isnan(results["ort-int8 ≥ 5× pytorch at batch 32, sequence 128"]["measured"])
+    close = evaluate_targets(summarize([record("pytorch", 1, 59.7), record("ort-int8", 1, 10.0)]),
+                             [_target("ort-int8", 1, minimum=6.0)])[0]
+    assert not close["met"] and close["gap"] == "99.5% of target"  # never "100%" beside a "no"
     # 11 GFLOP in 20 ms = 550 GFLOP/s against a 100 GFLOP/s peak (the fake record's numbers).
     assert results["ort-fp32 ≥ 80% of the FP32 matmul peak at batch 1, sequence 128"]["met"]
 

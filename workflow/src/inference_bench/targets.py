@@ -60,7 +60,9 @@ def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[d
         ]
         measured = float(rows[target.metric].iloc[0]) if not rows.empty else math.nan
         met = measured >= target.minimum
-        gap = f"{measured / target.minimum:.0%} of target" if not math.isnan(measured) and not met else ""
+        # Truncated, not rounded: 5.97 against 6 is "99.5% of target", never "100%" beside a "no".
+        gap = f"{math.floor(1000 * measured / target.minimum) / 10:g}% of target" if not math.isnan(
+            measured) and not met else ""
         results.append({"target": target.label, "measured": measured, "shown": target.shown(measured),
                         "met": met, "gap": gap})
     return results
