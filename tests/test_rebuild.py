@@ -97,6 +97,14 @@ def test_config_keys_merely_reordered_rerun_nothing(copy_of):
     assert planned(copy_of) == {}
 
 
+def test_a_change_to_the_measuring_code_measures_again(copy_of):
+    module = copy_of / "workflow/src/inference_bench/flops.py"
+    module.write_text(module.read_text() + "\n# a change to the code that counts FLOPs\n")
+    jobs = planned(copy_of)
+    assert jobs.get("benchmark") == 8 and jobs.get("calibrate") == 1, jobs
+    assert "export_onnx" not in jobs  # artifacts are not remade for it
+
+
 def test_a_truncated_artifact_is_set_aside_and_rebuilt_whole(copy_of):
     from inference_bench.artifacts import file_sha256, read_json
 

@@ -143,3 +143,12 @@ def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_p
     assert "at most 31% of the machine" in note and "1 of 2 jobs timed twice" in note and "1 still over" in note
     assert "1.00–1.20× its time in the calibration job" in note
     assert quiet_note(summarize([record("pytorch", 1, 60.0)])) == ""  # no check recorded: no note
+
+
+def test_a_table_measured_by_other_code_is_marked_stale():
+    from inference_bench.environment import measuring_code_hash
+    from inference_bench.readme import stale_note
+
+    assert stale_note({"code_hash": measuring_code_hash()}) == ""
+    assert stale_note({}) == ""  # measured before the hash was recorded: nothing to compare
+    assert stale_note({"code_hash": "0123456789ab"}).startswith("**Stale:** measured by other code")

@@ -18,6 +18,7 @@ rule benchmark:
         config_for_hash=benchmark_config_for_hash,
         tolerance=variant_tolerance,
         on_failure=BENCH["on_failure"],
+        code_hash=MEASURING_CODE,
         memory_limit_mb=BENCH["memory_limit_mb"],
         max_other_cpu_share=BENCH["max_other_cpu_share"],
     conda:
@@ -40,6 +41,7 @@ rule calibrate:
         hardware_tag=HARDWARE_TAG_SETTINGS,
         threads=BENCH["threads"],
         sizes=BENCH["calibration_matmul_sizes"],
+        code_hash=MEASURING_CODE,
     conda:
         BENCH_ENV
     script:

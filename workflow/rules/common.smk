@@ -10,6 +10,7 @@ from inference_bench.config_validation import (
     check_sequence_lengths,
     validate_config,
 )
+from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.hardware import check_machine
 from inference_bench.models import ModelSpec, local_source_files
@@ -43,6 +44,9 @@ HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k not in ("var
 #: What this tag's measuring jobs ask a cluster executor for (see workflow/profiles/).
 HARDWARE_RESOURCES = HARDWARE_TAG["resources"]
 BENCH = config["benchmark"]
+#: A parameter of every measuring job: when the code that produces a number changes, the number is measured
+#: again (Snakemake itself tracks only the rule's own script).
+MEASURING_CODE = measuring_code_hash()
 ENV_FOR_DEVICE = {"cpu": "../../envs/pipeline-cpu.yaml", "cuda": "../../envs/pipeline-gpu.yaml"}
 BENCH_ENV = ENV_FOR_DEVICE[HARDWARE_TAG["device"]]
 

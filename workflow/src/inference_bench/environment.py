@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from inference_bench.hardware import cpu_flags, cpu_model, gpu_description, machine_fingerprint
@@ -53,6 +54,31 @@ def git_commit(repo_dir: str | os.PathLike[str] = ".") -> str | None:
     return out.stdout.strip() or None
 
 
+#: Package modules that only report or record (summaries, tables, charts, README, targets, the environment,
+#: checks before a run):
+#: changing them does not change a measured number, so they stay out of the measuring code's hash.
+_REPORTING_MODULES = frozenset(
+    {"aggregate.py", "tables.py", "charts.py", "readme.py", "targets.py", "integrity.py", "gpu_check.py",
+     "config_validation.py", "layout.py", "errors.py", "environment.py"}
+)
+
+
+def measuring_code_hash() -> str:
+    """A short digest of the code that produces a measured number: the package (but for its reporting
+    modules) and the benchmark and calibration scripts. A table whose recorded hash differs from the
+    checkout's was measured by other code."""
+    package = Path(__file__).resolve().parent
+    scripts = package.parents[1] / "scripts"
+    files = sorted(p for p in package.rglob("*.py") if p.name not in _REPORTING_MODULES or p.parent != package)
+    files += [scripts / "benchmark.py", scripts / "calibrate.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(package.parents[1]).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def config_hash(config: Any) -> str:
     """A short, order-independent digest of the settings a result depends on."""
     canonical = json.dumps(config, sort_keys=True, default=str)
@@ -72,6 +98,7 @@ def describe_environment(device: str = "cpu", threads: int | None = None, config
         "logical_cpus": os.cpu_count(),
         "threads": threads,
         "git_commit": git_commit(),
+        "code_hash": measuring_code_hash(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     try:

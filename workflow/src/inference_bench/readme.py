@@ -13,6 +13,7 @@ from inference_bench import layout
 from inference_bench.aggregate import sort_variants
 from inference_bench.artifacts import read_csv, read_json, write_text_atomic
 from inference_bench.benchmark.quiet import CANARY_SIZE
+from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.tables import format_number, machine_line, markdown_table, results_table
 from inference_bench.targets import Target, evaluate_targets
@@ -135,9 +136,19 @@ def _tag_block(summary_path: Path) -> str:
     memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
-        f"parity against PyTorch FP32 on padded inputs.\n\n" + markdown_table(results_table(summary))
-        + quiet_note(summary)
+        f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment)
+        + markdown_table(results_table(summary)) + quiet_note(summary)
     )
+
+
+def stale_note(environment: dict[str, Any]) -> str:
+    """A warning above a table measured by other code than this checkout's (tables from before the code hash
+    was recorded say nothing either way)."""
+    recorded = environment.get("code_hash")
+    if not recorded or recorded == measuring_code_hash():
+        return ""
+    return (f"**Stale:** measured by other code (code hash {recorded}, this checkout's {measuring_code_hash()}); "
+            f"`snakemake --cores 1` measures it again.\n\n")
 
 
 def quiet_note(summary: pd.DataFrame) -> str:

@@ -90,4 +90,6 @@ def machine_line(environment: dict[str, Any]) -> str:
     if fingerprint:
         device += f", machine {fingerprint.get('id')}"
     threads = environment.get("threads")
-    return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}; {libs}"
+    commit = environment.get("git_commit")
+    at = f" at commit {commit[:7]}" if commit else ""
+    return f"{device}, threads: {threads}; measured {str(environment.get('date', ''))[:10]}{at}; {libs}"
