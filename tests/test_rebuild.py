@@ -225,3 +225,18 @@ def test_another_machine_does_not_overwrite_a_tags_results(copy_of):
     snakemake(copy_of, "--config", "replace_machine=True")
     assert json.loads(machine.read_text())["id"] == recorded["id"]
     assert (copy_of / BENCH / "pytorch/b1_s16.json").exists()
+
+
+def test_a_gpu_tag_without_its_gpu_stops_before_any_job(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["hardware"] = "t4"
+    config["hardware_tags"]["t4"] = {"device": "cuda", "gpu_name_contains": "T4", "variants": ["pytorch"]}
+    project = make_project(tmp_path, config)
+    result = snakemake(project, check=False)
+    assert result.returncode != 0
+    assert "hardware tag 't4' needs a CUDA GPU, but none is visible" in result.stdout + result.stderr
+    assert not (project / "results").exists()  # not even the model was built

@@ -12,7 +12,7 @@ from inference_bench.config_validation import (
 )
 from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
-from inference_bench.hardware import check_machine
+from inference_bench.hardware import HardwareTag, check_hardware, check_machine
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
 
@@ -134,12 +134,14 @@ _MACHINES_CHECKED = set()
 def machine_checked(wildcards):
     """An input function of the measuring rules that adds no file: while the DAG is built, before any job
     runs (and so before Snakemake deletes a result it would remake), this machine is compared with the one
-    the tag's committed results came from (results/<tag>/machine.json). Only where jobs run on this machine;
-    on a cluster each measuring job makes the same check on its node."""
-    if workflow.local_exec and wildcards.hardware not in _MACHINES_CHECKED:
+    the tag's committed results came from (results/<tag>/machine.json), after checking that the tag's device
+    is here at all. Only in a real run whose jobs run on this machine: a dry run may plan for a cluster from a
+    login node, and on a cluster each measuring job makes the same checks on its node."""
+    if workflow.local_exec and not workflow.dryrun and wildcards.hardware not in _MACHINES_CHECKED:
         try:
+            check_hardware(HardwareTag(name=wildcards.hardware, **HARDWARE_TAG_SETTINGS))
             check_machine(wildcards.hardware, HARDWARE_TAG["device"], layout.MACHINE.format(hardware=wildcards.hardware),
-                          replace=config["replace_machine"], record=not workflow.dryrun)
+                          replace=config["replace_machine"])
         except PipelineError as error:
             raise WorkflowError(str(error)) from None
         _MACHINES_CHECKED.add(wildcards.hardware)

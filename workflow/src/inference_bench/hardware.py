@@ -136,13 +136,10 @@ class MachineChangedError(HardwareMismatchError):
     """The tag's committed results were measured on another machine; they are not overwritten."""
 
 
-def check_machine(
-    tag: str, device: str, recorded_path: str | Path, replace: bool, record: bool = True
-) -> dict[str, Any]:
+def check_machine(tag: str, device: str, recorded_path: str | Path, replace: bool) -> dict[str, Any]:
     """Compare this machine with the one the tag's results were measured on (`results/<tag>/machine.json`).
     The first run of a tag records it; a different machine stops before any result is touched, unless
-    `replace` (config `replace_machine: true`) says to measure over them, which records the new machine.
-    `record=False` (a dry run) compares and writes nothing."""
+    `replace` (config `replace_machine: true`) says to measure over them, which records the new machine."""
     from inference_bench.artifacts import read_json, write_json_atomic
 
     here = machine_fingerprint(device)
@@ -159,7 +156,7 @@ def check_machine(
                 f"overwritten. Measure this machine under a tag of its own (add one to hardware_tags and run "
                 f"with --config hardware=<new tag>), or replace them with --config replace_machine=True"
             )
-    if record and (not path.is_file() or replace):
+    if not path.is_file() or replace:
         write_json_atomic(path, here)
     return here
 
