@@ -28,7 +28,8 @@ def planned_jobs(text: str) -> list[dict[str, str]]:
 
 def test_cheap_rules_and_the_download_run_where_snakemake_runs(loaded_workflow):
     # A dry run does not mark local jobs; the parsed workflow knows them.
-    assert loaded_workflow._localrules == {"download_model", "aggregate", "charts", "readme"}
+    assert loaded_workflow._localrules == {"download_model", "aggregate", "charts", "readme", "regression",
+                                           "variant_result"}
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm", "kubernetes"])
@@ -46,7 +47,10 @@ def test_dry_run_requests_the_tag_resources(tmp_path, profile, tag):
     jobs = planned_jobs(result.stdout)
     wanted = DEFAULT_CONFIG["hardware_tags"][tag]
     benchmarks = [job for job in jobs if job["rule"] == "benchmark"]
-    assert len(benchmarks) == len(wanted["variants"]) * len(DEFAULT_CONFIG["benchmark"]["batch_sizes"])
+    shapes = len(DEFAULT_CONFIG["benchmark"]["batch_sizes"]) * len(DEFAULT_CONFIG["benchmark"]["sequence_lengths"])
+    assert len(benchmarks) == shapes  # one comparison per shape, timing every variant of the tag
+    results = [job for job in jobs if job["rule"] == "variant_result"]
+    assert len(results) == len(wanted["variants"]) * shapes
     for job in [*benchmarks, *(j for j in jobs if j["rule"] == "calibrate")]:
         for key, value in wanted["resources"].items():
             assert job[key] == str(value), (job["rule"], key)

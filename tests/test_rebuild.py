@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.e2e
 MODEL = "tiny-distilbert"
 ONNX = f"results/models/{MODEL}/onnx"
 BENCH = f"results/cpu/{MODEL}/bench"
+ROUNDS = f"results/cpu/{MODEL}/rounds"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,8 @@ def _truncate_keeping_mtime(path: Path) -> None:
 
 REPORT = {"aggregate": 1, "charts": 1, "readme": 1, "all": 1}
 MEASURED = REPORT
+#: Both comparisons timed again (4 variants, 2 batch sizes), and every result written from them.
+COMPARED = {"benchmark": 2, "variant_result": 8, **REPORT}
 
 
 def _corrupt_failure_marker(project: Path) -> None:
@@ -65,19 +69,22 @@ def _corrupt_failure_marker(project: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        pytest.param(lambda p: (p / BENCH / "ort-int8/b1_s16.json").unlink(), {"benchmark": 1, **MEASURED},
-                     id="a benchmark result deleted"),
-        pytest.param(lambda p: (p / ONNX / "ort-int8.json").unlink(), {"quantize_int8": 1, "benchmark": 2, **MEASURED},
-                     id="a sidecar deleted"),
+        pytest.param(lambda p: (p / BENCH / "ort-int8/b1_s16.json").unlink(), {"variant_result": 1, **MEASURED},
+                     id="a benchmark result deleted: written again from its comparison"),
+        pytest.param(lambda p: (p / ROUNDS / "b1_s16.json").unlink(), {"benchmark": 1, "variant_result": 4, **MEASURED},
+                     id="a comparison deleted: timed again"),
+        pytest.param(lambda p: (p / ONNX / "ort-int8.json").unlink(), {"quantize_int8": 1, **COMPARED}, id="a sidecar deleted"),
         pytest.param(lambda p: _truncate_keeping_mtime(p / ONNX / "ort-int8.onnx"),
-                     {"quantize_int8": 1, "benchmark": 2, **MEASURED}, id="an ONNX file truncated, its mtime kept"),
-        pytest.param(lambda p: _truncate_keeping_mtime(p / BENCH / "pytorch/b2_s16.json"), {"benchmark": 1, **MEASURED},
-                     id="a result truncated, its mtime kept"),
+                     {"quantize_int8": 1, **COMPARED}, id="an ONNX file truncated, its mtime kept"),
+        pytest.param(lambda p: _truncate_keeping_mtime(p / BENCH / "pytorch/b2_s16.json"),
+                     {"variant_result": 1, **MEASURED}, id="a result truncated, its mtime kept"),
+        pytest.param(lambda p: _truncate_keeping_mtime(p / ROUNDS / "b2_s16.json"),
+                     {"benchmark": 1, "variant_result": 4, **MEASURED}, id="a comparison truncated, its mtime kept"),
         pytest.param(lambda p: (p / f"results/models/{MODEL}/reference.npz").unlink(), {"reference_outputs": 1},
                      id="the reference deleted"),
         pytest.param(lambda p: shutil.rmtree(p / "images"), {"charts": 1, "readme": 1, "all": 1},
                      id="the charts deleted"),
-        pytest.param(_corrupt_failure_marker, {"benchmark": 1, **MEASURED}, id="a failure marker that does not parse"),
+        pytest.param(_corrupt_failure_marker, {"variant_result": 1, **MEASURED}, id="a failure marker that does not parse"),
     ],
 )
 def test_what_is_missing_or_damaged_is_rebuilt_by_a_plain_run(copy_of, damage, expected):
@@ -101,7 +108,7 @@ def test_a_change_to_the_measuring_code_measures_again(copy_of):
     module = copy_of / "workflow/src/inference_bench/flops.py"
     module.write_text(module.read_text() + "\n# a change to the code that counts FLOPs\n")
     jobs = planned(copy_of)
-    assert jobs.get("benchmark") == 8 and jobs.get("calibrate") == 1, jobs
+    assert (jobs.get("benchmark"), jobs.get("variant_result"), jobs.get("calibrate")) == (2, 8, 1), jobs
     assert "export_onnx" not in jobs  # artifacts are not remade for it
 
 
@@ -144,6 +151,21 @@ def test_the_readme_is_redrawn_from_the_summaries_alone(copy_of):
     failed = snakemake(copy_of, "readme", check=False)
     assert failed.returncode != 0
     assert "run `snakemake --cores 1` to measure first" in failed.stdout + failed.stderr
+
+
+def test_a_table_is_marked_stale_once_its_config_changes(copy_of):
+    assert "**Stale:**" not in (copy_of / "README.md").read_text()
+    config_file = copy_of / "config/config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["targets"] = []  # not a setting the numbers depend on
+    config_file.write_text(yaml.safe_dump(config))
+    snakemake(copy_of, "readme")
+    assert "**Stale:**" not in (copy_of / "README.md").read_text()
+    config["benchmark"]["min_iterations"] += 1
+    config_file.write_text(yaml.safe_dump(config))
+    snakemake(copy_of, "readme")  # redrawn from the summaries as they are: the table says it is stale
+    assert "**Stale:** the settings in config/config.yaml have changed since" in (copy_of / "README.md").read_text()
+    assert planned(copy_of)["benchmark"] == 2  # and a plain run measures it again
 
 
 def test_a_changed_local_model_is_copied_again(finished, tmp_path):
@@ -240,3 +262,24 @@ def test_a_gpu_tag_without_its_gpu_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "hardware tag 't4' needs a CUDA GPU, but none is visible" in result.stdout + result.stderr
     assert not (project / "results").exists()  # not even the model was built
+
+
+def test_the_regression_command_passes_against_itself_and_catches_a_slowdown(copy_of):
+    import pandas as pd
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "results"]):
+        subprocess.run(command, cwd=copy_of, check=True)
+    same = snakemake(copy_of, "regression")
+    assert same.stdout.count("same within noise") + same.stderr.count("same within noise") == 8
+    summary_path = copy_of / f"results/cpu/{MODEL}/summary.csv"
+    summary = pd.read_csv(summary_path)
+    slow = summary["variant"] == "ort-int8"
+    for column in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"):
+        summary.loc[slow, column] *= 1.2  # what a 20% slower ort-int8 would have measured
+    summary.to_csv(summary_path, index=False)
+    failed = snakemake(copy_of, "regression", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "2 row(s) slower beyond noise (or failed) against HEAD" in output
+    assert output.count("**slower**") == 2 and "+20.0%" in output

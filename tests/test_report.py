@@ -4,8 +4,9 @@ import json
 import math
 
 import pytest
+import yaml
 
-from conftest import record
+from conftest import TINY_CONFIG, record
 from inference_bench.aggregate import summarize
 from inference_bench.charts import draw_charts
 from inference_bench.layout import CHARTS
@@ -140,9 +141,9 @@ def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_p
     summary = summarize(records, {"fp32": 100.0}, calibration_canary_ms=1.0)
     assert list(summary["canary_vs_calibration"]) == [1.0, 1.2]
     note = quiet_note(summary)
-    assert "at most 31% of the machine" in note and "1 of 2 jobs timed twice" in note and "1 still over" in note
+    assert "at most 31% of the machine" in note and "1 of 2 rounds timed twice" in note and "1 still over" in note
     assert "1.00–1.20× its time in the calibration job" in note
-    assert quiet_note(summarize([record("pytorch", 1, 60.0)])) == ""  # no check recorded: no note
+    assert "Quiet-machine check" not in quiet_note(summarize([record("pytorch", 1, 60.0)]))  # none recorded
 
 
 def test_a_table_measured_by_other_code_is_marked_stale():
@@ -152,3 +153,29 @@ def test_a_table_measured_by_other_code_is_marked_stale():
     assert stale_note({"code_hash": measuring_code_hash()}) == ""
     assert stale_note({}) == ""  # measured before the hash was recorded: nothing to compare
     assert stale_note({"code_hash": "0123456789ab"}).startswith("**Stale:** measured by other code")
+
+
+def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkeypatch):
+    from inference_bench.config_validation import SCHEMA_PATH, validate_config
+    from inference_bench.provenance import config_sources, settings_hash
+    from inference_bench.readme import stale_note
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    base = yaml.safe_load(TINY_CONFIG.read_text())
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"rounds": 4}}))
+    files = ["config/config.yaml", "config/more.yaml"]
+    merged = validate_config({**base, "benchmark": {**base["benchmark"], "rounds": 4}, "hardware": "cpu"}, SCHEMA_PATH)
+    environment = {"config_sources": config_sources(files, {"hardware": "cpu"}),
+                   "settings_hash": settings_hash(merged, "tiny-distilbert", "cpu")}
+    assert stale_note(environment, "tiny-distilbert", "cpu") == ""
+    # The targets are not a measured setting: changing them leaves the table current.
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump({**base, "targets": []}))
+    assert stale_note(environment, "tiny-distilbert", "cpu") == ""
+    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"rounds": 5}}))
+    note = stale_note(environment, "tiny-distilbert", "cpu")
+    assert note.startswith("**Stale:** the settings in config/config.yaml + config/more.yaml have changed since")
+    assert "`snakemake --cores 1 --configfile config/more.yaml` measures it again" in note
+    (tmp_path / "config/more.yaml").unlink()
+    assert "its config file config/more.yaml no longer exists" in stale_note(environment, "tiny-distilbert", "cpu")

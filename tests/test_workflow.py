@@ -60,24 +60,24 @@ def test_second_run_has_nothing_to_do(finished_run):
         pytest.param({}, {}, id="nothing changed"),
         pytest.param(
             {"benchmark": {"batch_sizes": [1, 2, 3]}},
-            {"benchmark": 4, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
-            id="one batch size added: a job per variant",
+            {"benchmark": 1, "variant_result": 4, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="one batch size added: its comparison and a result per variant",
         ),
         pytest.param(
             {"benchmark": {"min_iterations": 4, "warmup_iterations": 2}},
-            {"benchmark": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            {"benchmark": 2, "variant_result": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
             id="timing settings: benchmarks onwards, no export",
         ),
         pytest.param(
             {"benchmark": {"pytorch_attn_implementation": "eager"}},
-            {"benchmark": 2, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
-            id="PyTorch attention: the PyTorch benchmarks only",
+            {"benchmark": 2, "variant_result": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="PyTorch attention: the comparisons (paired rounds are timed together), no export",
         ),
         pytest.param(
             {"export": {"opset": 18}},
-            {"export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2, "quantize_int8": 1, "benchmark": 6,
-             "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
-            id="opset: export onwards, PyTorch benchmarks kept",
+            {"export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2, "quantize_int8": 1, "benchmark": 2,
+             "variant_result": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
+            id="opset: export onwards, the comparisons timed again",
         ),
         pytest.param(
             {"fp16": {"op_block_list": ["Softmax"]}},
@@ -88,7 +88,7 @@ def test_second_run_has_nothing_to_do(finished_run):
             {"models": [{"name": "tiny-bert", "model_type": "bert", "config_overrides": {
                 "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}}]},
             {"download_model": 1, "reference_outputs": 1, "export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2,
-             "quantize_int8": 1, "benchmark": 8, "aggregate": 1, "charts": 1, "readme": 1,
+             "quantize_int8": 1, "benchmark": 2, "variant_result": 8, "aggregate": 1, "charts": 1, "readme": 1,
              "all": 1},
             id="another model: everything for it, nothing for the first",
         ),
@@ -126,8 +126,8 @@ def test_default_config_plans_the_full_chain(tmp_path):
     result = snakemake(project, "--dry-run", "--quiet", "rules")
     assert _job_counts(result.stdout) == {
         "download_model": 1, "reference_outputs": 1, "export_onnx": 1, "optimize_ort": 2, "convert_fp16": 2, "quantize_int8": 1,
-        "benchmark": 6 * 3, "calibrate": 1, "aggregate": 1, "charts": 1, "readme": 1, "all": 1,
-        "total": 31,
+        "benchmark": 3, "variant_result": 6 * 3, "calibrate": 1, "aggregate": 1, "charts": 1, "readme": 1,
+        "all": 1, "total": 34,
     }
 
 

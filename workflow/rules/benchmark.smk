@@ -1,23 +1,26 @@
+# One comparison per (tag, model, batch, sequence): every variant of the tag, timed in interleaved rounds,
+# each round a fresh process per variant (inference_bench.benchmark.rounds). Then one cheap job per variant
+# turns the comparison into that variant's result: a variant that failed fails (or is recorded) alone.
 rule benchmark:
     input:
-        unpack(benchmark_inputs),
+        unpack(comparison_inputs),
     output:
-        result=layout.BENCH_RESULT,
+        comparison=layout.COMPARISON,
     log:
-        layout.log_path("{hardware}", "{model}", "bench", "{variant}", "b{batch}_s{seq}"),
+        layout.log_path("{hardware}", "{model}", "bench", "b{batch}_s{seq}"),
     # Every core: benchmark jobs never share the machine with each other or with an export.
     threads: workflow.cores
     resources:
         **HARDWARE_RESOURCES,
     params:
         hardware_tag=HARDWARE_TAG_SETTINGS,
+        variants=comparison_variants,
+        rounds=BENCH["rounds"],
         timing=benchmark_timing(),
         threads=BENCH["threads"],
         seed=BENCH["seed"],
-        attn_implementation=pytorch_attn_implementation,
+        attn_implementation=BENCH["pytorch_attn_implementation"],
         config_for_hash=benchmark_config_for_hash,
-        tolerance=variant_tolerance,
-        on_failure=BENCH["on_failure"],
         code_hash=MEASURING_CODE,
         memory_limit_mb=BENCH["memory_limit_mb"],
         max_other_cpu_share=BENCH["max_other_cpu_share"],
@@ -25,6 +28,19 @@ rule benchmark:
         BENCH_ENV
     script:
         "../scripts/benchmark.py"
+
+
+rule variant_result:
+    input:
+        comparison=layout.COMPARISON,
+    output:
+        result=layout.BENCH_RESULT,
+    log:
+        layout.log_path("{hardware}", "{model}", "bench", "{variant}", "b{batch}_s{seq}"),
+    params:
+        on_failure=BENCH["on_failure"],
+    run:
+        write_variant_result(input.comparison, output.result, wildcards.variant, params.on_failure, log[0])
 
 
 rule calibrate:

@@ -1,9 +1,12 @@
+import os
 import re
 import shutil
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 from inference_bench import integrity, layout
+from inference_bench.benchmark import rounds
 from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
 from inference_bench.config_validation import (
     check_model_sources,
@@ -14,6 +17,8 @@ from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine
 from inference_bench.models import ModelSpec, local_source_files
+from inference_bench.provenance import config_sources, settings_hash
+from inference_bench.readme import summary_stale_note
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
 
 
@@ -119,13 +124,24 @@ def reference_path(wildcards):
     return layout.REFERENCE.format(model=wildcards.model)
 
 
-def benchmark_inputs(wildcards):
+def comparison_inputs(wildcards):
+    """The model, its reference outputs and the ONNX file of every variant of the tag that runs one."""
     machine_checked(wildcards)
-    inputs = {"model_dir": model_dir(wildcards), "reference": reference_path(wildcards)}
-    artifact = VARIANTS[wildcards.variant].artifact
-    if artifact:
-        inputs["onnx"] = artifact_path(wildcards.model, artifact)
-    return inputs
+    artifacts = sorted({VARIANTS[name].artifact for name in HARDWARE_TAG["variants"] if VARIANTS[name].artifact})
+    return {"model_dir": model_dir(wildcards), "reference": reference_path(wildcards),
+            "onnx": [artifact_path(wildcards.model, artifact) for artifact in artifacts]}
+
+
+def comparison_variants(wildcards):
+    """Each variant of the tag, in its configured order, with the ONNX file it runs and its parity gate."""
+    return [
+        {
+            "variant": name,
+            "onnx_path": artifact_path(wildcards.model, VARIANTS[name].artifact) if VARIANTS[name].artifact else None,
+            "tolerance": parity_tolerance(VARIANTS[name].tolerance_key),
+        }
+        for name in HARDWARE_TAG["variants"]
+    ]
 
 
 _MACHINES_CHECKED = set()
@@ -152,24 +168,26 @@ def benchmark_timing():
     return {key: BENCH[key] for key in TIMING_CONFIG_KEYS}
 
 
-def pytorch_attn_implementation(wildcards):
-    """Only the PyTorch variants use it; the others get None, so changing it reruns PyTorch jobs only."""
-    return BENCH["pytorch_attn_implementation"] if VARIANTS[wildcards.variant].engine == "torch" else None
-
-
 def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
+    keys = ("rounds", "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation")
     return {
         "model": MODELS[wildcards.model],
-        "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in ("threads", "seed", "memory_limit_mb", "max_other_cpu_share")}},
-        "pytorch_attn_implementation": pytorch_attn_implementation(wildcards),
+        "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in keys}},
+        "variants": comparison_variants(wildcards),
         "hardware_tag": HARDWARE_TAG_SETTINGS,
     }
 
 
-def variant_tolerance(wildcards):
-    """The parity gate of the variant's precision, checked again on the execution provider being timed."""
-    return parity_tolerance(VARIANTS[wildcards.variant].tolerance_key)
+def write_variant_result(comparison, result, variant, on_failure, log_file):
+    """The `variant_result` rule's body (it runs in Snakemake's own process: no interpreter to start)."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        rounds.write_variant_result(comparison, result, variant, on_failure)
+    except PipelineError as error:
+        Path(log_file).write_text(f"{error}\n")
+        raise WorkflowError(str(error)) from None
+    Path(log_file).write_text(f"{result} written from {comparison}\n")
 
 
 #: Targets that only redraw the charts and the README from the summaries on disk.
@@ -207,6 +225,11 @@ def expected_benchmarks(model):
     )
 
 
+def expected_comparisons(model):
+    return expand(layout.COMPARISON, hardware=HARDWARE, model=model, batch=BENCH["batch_sizes"],
+                  seq=BENCH["sequence_lengths"])
+
+
 def _measured(model):
     """Every expected result, but for jobs that failed last time (their marker stands, their result does
     not): those are summarized as failed rows instead of being run again. Delete a marker to retry."""
@@ -230,6 +253,20 @@ def _artifact_sidecars(model):
     return expand(layout.ONNX_SIDECAR, model=model, artifact=artifact_names())
 
 
+def summary_settings_hash(wildcards):
+    """The hash of the settings the summary depends on (inference_bench.provenance)."""
+    return settings_hash(config, wildcards.model, wildcards.hardware)
+
+
+def summary_config_sources(wildcards):
+    """The config files and overrides of this run, recorded so that a later README can reload them. Wrapped in
+    a SimpleNamespace, which Snakemake does not track as a parameter: running with another set of files
+    that holds the same settings must not summarize again."""
+    files = [os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+             for path in dict.fromkeys(["config/config.yaml", *workflow.configfiles])]
+    return SimpleNamespace(**config_sources(files, workflow.config_settings.config))
+
+
 def aggregate_inputs(wildcards):
     return {
         "results": _measured(wildcards.model),
@@ -245,7 +282,7 @@ def reported_files():
     for model in MODELS:
         files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
         files += expand(layout.ONNX_ARTIFACT, model=model, artifact=artifact_names()) + _artifact_sidecars(model)
-        files += _measured(model)
+        files += expected_comparisons(model) + _measured(model)
     return files
 
 
@@ -259,6 +296,7 @@ def set_damaged_files_aside():
         checks += [(integrity.damaged_artifact, path) for path in expand(layout.ONNX_ARTIFACT, model=model,
                                                                          artifact=artifact_names())]
         checks += [(integrity.damaged_json, path) for path in expected_benchmarks(model)]
+        checks += [(integrity.damaged_json, path) for path in expected_comparisons(model)]
         checks += [(integrity.damaged_json, layout.failure_marker_path(path)) for path in expected_benchmarks(model)]
         checks += [(integrity.damaged_json, layout.ENVIRONMENT.format(hardware=HARDWARE, model=model))]
     for damage in integrity.find_damage(checks):
@@ -304,6 +342,11 @@ def files_beside(summaries):
             elif Path(beside).exists():
                 files.append(local(beside))
     return files
+
+
+def readme_staleness(wildcards):
+    return {str(path): summary_stale_note(path) for path in summaries_of_this_run() + committed_summaries()
+            if Path(path).exists()}
 
 
 def chart_files():

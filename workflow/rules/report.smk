@@ -4,6 +4,8 @@ localrules:
     aggregate,
     charts,
     readme,
+    regression,
+    variant_result,
 
 
 # Not a rule of `snakemake readme`: there the summaries on disk are the sources (see REPORT_ONLY).
@@ -19,6 +21,9 @@ if not REPORT_ONLY:
             environment=layout.ENVIRONMENT,
         log:
             layout.log_path("{hardware}", "{model}", "aggregate"),
+        params:
+            settings_hash=summary_settings_hash,
+            config_sources=summary_config_sources,
         conda:
             "../../envs/report.yaml"
         script:
@@ -54,7 +59,26 @@ rule readme:
         readme="README.md",
         models=list(MODELS),
         targets=config["targets"],
+        # Whether each table is stale, as known when the DAG is built: when that changes (a config edited,
+        # the code changed), `snakemake readme` redraws the README even though no summary did.
+        staleness=readme_staleness,
     conda:
         "../../envs/report.yaml"
     script:
         "../scripts/readme.py"
+
+
+# No output: run whenever it is named (`snakemake --cores 1 regression`), after whatever it needs is measured.
+rule regression:
+    input:
+        summaries=summaries_of_this_run(),
+        beside=files_beside(summaries_of_this_run()),
+    log:
+        layout.log_path("regression"),
+    params:
+        against=config["regression"]["against"],
+        min_change=config["regression"]["min_change"],
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/regression.py"

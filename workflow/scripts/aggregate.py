@@ -12,6 +12,8 @@ def main() -> None:
         artifacts_csv=out.artifacts,
         summary_md=out.markdown,
         environment_json=out.environment,
+        provenance={"config_sources": vars(snakemake.params.config_sources),
+                    "settings_hash": snakemake.params.settings_hash},
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from inference_bench import layout
 from inference_bench.artifacts import atomic_path, read_json, write_json_atomic, write_text_atomic
 from inference_bench.errors import PipelineError
+from inference_bench.statistics import speedup_interval, speedup_verdict
 from inference_bench.tables import summary_markdown
 from inference_bench.variants import BASELINE, precision_of, variant_order
 
@@ -22,9 +23,12 @@ SUMMARY_COLUMNS = [
     "model_type",
     "device",
     "threads",
+    "rounds",
     "iterations",
     "mean_ms",
     "p50_ms",
+    "p50_ci_low_ms",
+    "p50_ci_high_ms",
     "p90_ms",
     "p95_ms",
     "p99_ms",
@@ -33,6 +37,10 @@ SUMMARY_COLUMNS = [
     "max_ms",
     "throughput_seq_per_s",
     "speedup_vs_pytorch",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "speedup_paired",
+    "speedup_verdict",
     "flops_per_batch",
     "achieved_gflops",
     "peak_gflops",
@@ -44,9 +52,10 @@ SUMMARY_COLUMNS = [
     "parity_min_token_cosine",
     "parity_mean_token_cosine",
     "other_cpu_share",
-    "timing_retried",
-    "noisy",
+    "retried_rounds",
+    "noisy_rounds",
     "canary_ms",
+    "canary_spread",
     "canary_vs_calibration",
     "date",
 ]
@@ -56,15 +65,16 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     """A job's row; a failed job keeps its row, with its reason and no timing."""
     row = {key: record.get(key) for key in SUMMARY_COLUMNS}
     row["status"] = record.get("status", "ok")
-    parity = record.get("parity", {})
+    parity = record.get("parity") or {}
     row["parity_max_abs_diff"] = parity.get("max_abs_diff")
     row["parity_min_token_cosine"] = parity.get("min_token_cosine")
     row["parity_mean_token_cosine"] = parity.get("mean_token_cosine")
     quiet = record.get("quiet", {})
     row["other_cpu_share"] = quiet.get("other_cpu_share")
-    row["timing_retried"] = quiet.get("retried")
-    row["noisy"] = quiet.get("noisy")
+    row["retried_rounds"] = quiet.get("retried")
+    row["noisy_rounds"] = quiet.get("noisy")
     row["canary_ms"] = quiet.get("canary_ms")
+    row["canary_spread"] = quiet.get("canary_spread")
     row["date"] = record.get("environment", {}).get("date")
     return row
 
@@ -77,6 +87,7 @@ def summarize(
     """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch` and,
     given the tag's matmul peaks, each row's achieved GFLOP/s as a share of the peak of its precision; given
     the calibration's canary time, each job's canary against it (above 1: the host ran slower then)."""
+    records = list(records)
     frame = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
     if frame.empty:
         return frame
@@ -84,13 +95,43 @@ def summarize(
     frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(precision_of(v) or "", float("nan")))
     frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
     frame["canary_vs_calibration"] = pd.to_numeric(frame["canary_ms"]) / (calibration_canary_ms or float("nan"))
-    ok = frame["status"] == "ok"
-    baseline = frame.loc[(frame["variant"] == BASELINE) & ok, [*KEYS[:2], "batch_size", "sequence_length", "p50_ms"]]
-    baseline = baseline.rename(columns={"p50_ms": "_baseline_p50_ms"})
-    frame = frame.merge(baseline, on=["hardware", "model", "batch_size", "sequence_length"], how="left")
-    frame["speedup_vs_pytorch"] = frame["_baseline_p50_ms"] / frame["p50_ms"]
-    frame = frame.drop(columns="_baseline_p50_ms")
+    baselines = _baselines(records)
+    speedups = pd.DataFrame([speedup_columns(record, baselines) for record in records])
+    for column in speedups:
+        frame[column] = speedups[column]
     return sort_variants(frame)[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _shape(record: dict[str, Any]) -> tuple:
+    return tuple(record.get(key) for key in ("hardware", "model", "batch_size", "sequence_length"))
+
+
+def _baselines(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    return {_shape(r): r for r in records if r.get("variant") == BASELINE and r.get("status", "ok") == "ok"}
+
+
+def round_latencies(record: dict[str, Any]) -> list[list[float]]:
+    """A result's latencies per round (a result from before rounds counts as one round)."""
+    return record.get("round_latencies_ms") or [record["latencies_ms"]]
+
+
+def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any]]) -> dict[str, Any]:
+    """The speedup over PyTorch FP32 eager at the same shape, with its interval: paired when both were timed in
+    the same comparison's rounds, else resampled independently (and said to be unpaired)."""
+    empty = {"speedup_vs_pytorch": float("nan"), "speedup_ci_low": float("nan"), "speedup_ci_high": float("nan"),
+             "speedup_paired": None, "speedup_verdict": None}
+    baseline = baselines.get(_shape(record))
+    if baseline is None or record.get("status", "ok") != "ok":
+        return empty
+    if baseline is record:
+        return {"speedup_vs_pytorch": 1.0, "speedup_ci_low": 1.0, "speedup_ci_high": 1.0, "speedup_paired": True,
+                "speedup_verdict": "baseline"}
+    base_rounds, rounds = round_latencies(baseline), round_latencies(record)
+    same = (baseline.get("comparison") or {}).get("id")
+    paired = same is not None and same == (record.get("comparison") or {}).get("id") and len(base_rounds) == len(rounds)
+    estimate = speedup_interval(base_rounds, rounds, paired=paired)
+    return {"speedup_vs_pytorch": estimate.value, "speedup_ci_low": estimate.low, "speedup_ci_high": estimate.high,
+            "speedup_paired": paired, "speedup_verdict": speedup_verdict(estimate.low, estimate.high)}
 
 
 def sort_variants(frame: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +169,10 @@ def aggregate(
     summary_md: str | Path,
     environment_json: str | Path,
     calibration_json: str | Path | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
+    """Write the summary and its companions; `provenance` (the config sources and settings hash of the run,
+    inference_bench.provenance) joins the environment, so a later README can tell a stale config."""
     records = [_record_of(path) for path in result_paths]
     calibration = read_json(calibration_json) if calibration_json else {}
     summary = summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms"))
@@ -137,7 +181,7 @@ def aggregate(
     _write_csv(summary, summary_csv)
     _write_csv(artifact_table(sidecar_paths), artifacts_csv)
     write_text_atomic(summary_md, summary_markdown(summary, environment))
-    write_json_atomic(environment_json, {**environment, "jobs": len(records)})
+    write_json_atomic(environment_json, {**environment, **(provenance or {}), "jobs": len(records)})
     return summary
 
 

@@ -16,6 +16,7 @@ import seaborn as sns  # noqa: E402
 
 from inference_bench import layout  # noqa: E402
 from inference_bench.artifacts import read_csv, read_json  # noqa: E402
+from inference_bench.statistics import NO_MEASURABLE_DIFFERENCE  # noqa: E402
 from inference_bench.tables import machine_line  # noqa: E402
 from inference_bench.variants import VARIANTS, precision_of, variant_order  # noqa: E402
 
@@ -75,7 +76,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
 
 
 _TITLES = {
-    "speedup": "speedup over PyTorch FP32 eager (median latency; higher is better)",
+    "speedup": "speedup over PyTorch FP32 eager (paired rounds, 95% interval)",
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
     "efficiency": "achieved GFLOP/s against the measured matmul peak of each precision",
@@ -131,9 +132,11 @@ def _bars_by_batch(
     log_scale: bool = False,
     label_fmt: str | None = None,
     label_of_row: Callable[[pd.Series], str] | None = None,
+    interval: tuple[str, str] | None = None,
 ):
     """Bars per batch size and variant, one panel per (hardware tag, sequence length). Bars are labelled
-    with their value (`label_fmt`) or with `label_of_row` of the summary row they draw."""
+    with their value (`label_fmt`) or with `label_of_row` of the summary row they draw; `interval` names the
+    columns of an error bar's low and high ends."""
     tags, seqs = _facets(summary)
     figure, axes = _grid(len(tags), len(seqs))
     palette = _palette()
@@ -149,16 +152,17 @@ def _bars_by_batch(
             if label_fmt:
                 for container in ax.containers:
                     ax.bar_label(container, fmt=label_fmt, fontsize=7, padding=1)
-            if label_of_row:
-                batches = sorted(data["batch_size"].unique())
-                for variant, container in zip(_variant_order(data), ax.containers):
-                    labels = []
-                    for bar in container:
-                        # Categories sit at x = 0, 1, 2...; the bar's centre rounds to its batch size.
-                        batch = batches[int(round(bar.get_x() + bar.get_width() / 2))]
-                        row = data[(data["variant"] == variant) & (data["batch_size"] == batch)]
-                        labels.append(label_of_row(row.iloc[0]) if not row.empty else "")
-                    ax.bar_label(container, labels=labels, fontsize=7, padding=1)
+            for bar, row in _bars_with_rows(ax, data):
+                if row is None:
+                    continue
+                centre, value, top = bar.get_x() + bar.get_width() / 2, row[y], row[y]
+                if interval and not pd.isna(row[interval[0]]):
+                    ax.errorbar([centre], [value], yerr=[[value - row[interval[0]]], [row[interval[1]] - value]],
+                                fmt="none", ecolor="0.1", elinewidth=1, capsize=2)
+                    top = row[interval[1]]
+                if label_of_row:  # above the bar, or above its error bar
+                    ax.annotate(label_of_row(row), (centre, top), xytext=(0, 2), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=7)
             if log_scale:
                 _log_axis(ax)
             ax.set_title(f"{tag}, sequence {seq}")
@@ -168,8 +172,27 @@ def _bars_by_batch(
     return figure, axes
 
 
+def _bars_with_rows(ax, data: pd.DataFrame):
+    """Each bar seaborn drew, with the summary row it stands for (None for a gap)."""
+    batches = sorted(data["batch_size"].unique())
+    for variant, container in zip(_variant_order(data), ax.containers):
+        for bar in container:
+            # Categories sit at x = 0, 1, 2...; the bar's centre rounds to its batch size.
+            batch = batches[int(round(bar.get_x() + bar.get_width() / 2))]
+            row = data[(data["variant"] == variant) & (data["batch_size"] == batch)]
+            yield bar, (row.iloc[0] if not row.empty else None)
+
+
+def _speedup_label(row: pd.Series) -> str:
+    if row.get("speedup_verdict") == NO_MEASURABLE_DIFFERENCE:
+        return "≈1×"
+    return f"{row['speedup_vs_pytorch']:.1f}×"
+
+
 def _speedup(summary: pd.DataFrame):
-    figure, axes = _bars_by_batch(summary, "speedup_vs_pytorch", "speedup (×)", label_fmt="%.1f×")
+    interval = ("speedup_ci_low", "speedup_ci_high") if "speedup_ci_low" in summary else None
+    figure, axes = _bars_by_batch(summary, "speedup_vs_pytorch", "speedup (×)", label_of_row=_speedup_label,
+                                  interval=interval)
     for ax in axes.flat:
         if ax.axison:
             ax.axhline(1.0, color="0.2", linewidth=1, linestyle="--")

@@ -45,6 +45,9 @@ def _copy(value: Any) -> Any:
 
 _DefaultFillingValidator = _with_defaults(Draft7Validator)
 
+#: The config schema of this checkout (workflow/schemas/).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
 
 def load_schema(schema_path: str | Path) -> dict[str, Any]:
     """The schema, with the variant names of the registry as the enum of `definitions.variant`."""

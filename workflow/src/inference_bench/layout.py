@@ -31,6 +31,8 @@ CALIBRATION = TAG + "calibration.json"
 MACHINE = TAG + "machine.json"
 TAG_MODEL = TAG + "{model}/"
 BENCH_RESULT = TAG_MODEL + "bench/{variant}/b{batch}_s{seq}.json"
+#: A comparison: every variant of the tag at one shape, timed in interleaved rounds (the results' source).
+COMPARISON = TAG_MODEL + "rounds/b{batch}_s{seq}.json"
 FAILURE_MARKER = TAG_MODEL + "failed/{variant}/b{batch}_s{seq}.json"
 SUMMARY = TAG_MODEL + "summary.csv"
 ARTIFACT_TABLE = TAG_MODEL + "artifacts.csv"

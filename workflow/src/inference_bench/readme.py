@@ -15,7 +15,8 @@ from inference_bench.artifacts import read_csv, read_json, write_text_atomic
 from inference_bench.benchmark.quiet import CANARY_SIZE
 from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
-from inference_bench.tables import format_number, machine_line, markdown_table, results_table
+from inference_bench.provenance import config_staleness
+from inference_bench.tables import UNPAIRED_MARK, format_number, machine_line, markdown_table, results_table
 from inference_bench.targets import Target, evaluate_targets
 from inference_bench.variants import variant_names
 
@@ -129,45 +130,75 @@ def _met_text(row: dict[str, Any]) -> str:
 
 
 def _tag_block(summary_path: Path) -> str:
-    tag = layout.parse_summary_path(summary_path).hardware
+    tag, model = layout.parse_summary_path(summary_path).hardware, layout.parse_summary_path(summary_path).model
     summary = sort_variants(read_csv(summary_path))
     env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
     environment = read_json(env_path) if env_path.exists() else {}
     memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
-        f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment)
+        f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment, model, tag)
         + markdown_table(results_table(summary)) + quiet_note(summary)
     )
 
 
-def stale_note(environment: dict[str, Any]) -> str:
-    """A warning above a table measured by other code than this checkout's (tables from before the code hash
-    was recorded say nothing either way)."""
+def stale_note(environment: dict[str, Any], model: str = "", hardware: str = "") -> str:
+    """A warning above a table measured by other code than this checkout's, or under settings its config files
+    no longer hold (tables from before the code hash or the config sources were recorded say nothing)."""
+    reasons = []
     recorded = environment.get("code_hash")
-    if not recorded or recorded == measuring_code_hash():
+    if recorded and recorded != measuring_code_hash():
+        reasons.append(f"measured by other code (code hash {recorded}, this checkout's {measuring_code_hash()})")
+    config = config_staleness(environment, model, hardware) if model and hardware else None
+    if config:
+        reasons.append(config)
+    if not reasons:
         return ""
-    return (f"**Stale:** measured by other code (code hash {recorded}, this checkout's {measuring_code_hash()}); "
-            f"`snakemake --cores 1` measures it again.\n\n")
+    files = (environment.get("config_sources") or {}).get("files", [])
+    rerun = "snakemake --cores 1" + "".join(f" --configfile {f}" for f in files if f != "config/config.yaml")
+    return f"**Stale:** {'; '.join(reasons)}; `{rerun}` measures it again.\n\n"
+
+
+def summary_stale_note(summary_path: str | Path) -> str:
+    """The stale note of a summary on disk (empty when current, or when it has no environment beside it)."""
+    key = layout.parse_summary_path(summary_path)
+    env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
+    return stale_note(read_json(env_path), key.model, key.hardware) if Path(env_path).exists() else ""
 
 
 def quiet_note(summary: pd.DataFrame) -> str:
-    """What the quiet-machine check and the canary saw while this table was measured (older summaries, from
-    before the check, have no such columns and get no note)."""
-    if "other_cpu_share" not in summary or summary["other_cpu_share"].isna().all():
-        return ""
+    """How the table was timed (rounds, intervals, pairing) and what the quiet-machine check and the canary saw
+    (older summaries, from before rounds or the check, get only what they have)."""
     timed = summary[summary["status"] == "ok"]
-    retried = int(timed["timing_retried"].fillna(False).astype(bool).sum())
-    noisy = int(timed["noisy"].fillna(False).astype(bool).sum())
-    note = (f"\nQuiet-machine check: other processes used at most {timed['other_cpu_share'].max():.0%} of the "
-            f"machine while a job timed; {retried} of {len(timed)} jobs timed twice for going over the threshold, "
-            f"{noisy} still over after it.")
-    canary = timed["canary_vs_calibration"].dropna()
+    notes = []
+    if "rounds" in timed and timed["rounds"].notna().any():
+        rounds = int(timed["rounds"].max())
+        notes.append(
+            f"Latencies are absolute: the median of {rounds} round medians, each round a fresh process per variant "
+            f"in alternating order, with a 95% bootstrap interval. Speedups are paired: the median of per-round "
+            f"ratios to PyTorch timed in the same rounds; an interval that holds 1.0 is no measurable difference."
+        )
+        if "speedup_paired" in timed and (timed["speedup_paired"].astype(str) == "False").any():
+            notes.append(f"{UNPAIRED_MARK} timed in another comparison than its PyTorch row: resampled unpaired.")
+    if "other_cpu_share" in timed and timed["other_cpu_share"].notna().any():
+        retried_column = "retried_rounds" if "retried_rounds" in timed else "timing_retried"
+        noisy_column = "noisy_rounds" if "noisy_rounds" in timed else "noisy"
+        retried = int(pd.to_numeric(timed[retried_column], errors="coerce").fillna(0).sum())
+        noisy = int(pd.to_numeric(timed[noisy_column], errors="coerce").fillna(0).sum())
+        total = int(timed["rounds"].fillna(1).sum()) if "rounds" in timed else len(timed)
+        notes.append(
+            f"Quiet-machine check: other processes used at most {timed['other_cpu_share'].max():.0%} of the machine "
+            f"while a round timed; {retried} of {total} rounds timed twice for going over the threshold, {noisy} "
+            f"still over after it."
+        )
+    canary = timed["canary_vs_calibration"].dropna() if "canary_vs_calibration" in timed else pd.Series(dtype=float)
     if not canary.empty:
-        note += (f" The canary (a fixed {CANARY_SIZE}×{CANARY_SIZE} matrix multiply at each job's start) ran at "
-                 f"{canary.min():.2f}–{canary.max():.2f}× its time in the calibration job: absolute figures "
-                 f"move with the host by about that much.")
-    return note + "\n"
+        notes.append(
+            f"The canary (a fixed {CANARY_SIZE}×{CANARY_SIZE} matrix multiply at each round's start) ran at "
+            f"{canary.min():.2f}–{canary.max():.2f}× its time in the calibration job: absolute figures move with "
+            f"the host by about that much; paired ratios much less."
+        )
+    return ("\n" + " ".join(notes) + "\n") if notes else ""
 
 
 def splice(readme_text: str, section: str) -> str:

@@ -42,11 +42,10 @@ TABLE_COLUMNS = {
     "variant": "variant",
     "batch_size": "batch",
     "sequence_length": "seq",
-    "p50_ms": "p50 ms",
-    "p90_ms": "p90 ms",
+    "p50_ms": "p50 ms [95% CI]",
     "p99_ms": "p99 ms",
     "throughput_seq_per_s": "seq/s",
-    "speedup_vs_pytorch": "speedup vs pytorch",
+    "speedup_vs_pytorch": "speedup vs pytorch [95% CI]",
     "achieved_gflops": "GFLOP/s",
     "share_of_peak": "% of peak",
     "peak_mb": "peak MB",
@@ -64,6 +63,15 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
         model_mb=summary["model_bytes"] / 1e6,
     )
     table = shown[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+    if "p50_ci_low_ms" in shown:
+        table["p50 ms [95% CI]"] = [latency_text(*values) for values in zip(shown["p50_ms"], shown["p50_ci_low_ms"],
+                                                                    shown["p50_ci_high_ms"])]
+    if "speedup_ci_low" in shown:
+        table["speedup vs pytorch [95% CI]"] = [
+            speedup_text(*values) for values in zip(shown["speedup_vs_pytorch"], shown["speedup_ci_low"],
+                                                    shown["speedup_ci_high"], shown["speedup_verdict"],
+                                                    shown["speedup_paired"])
+        ]
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: "–" if pd.isna(v) else f"{v:.6f}")
     table["% of peak"] = shown["share_of_peak"].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
     if "status" in shown and (shown["status"] != "ok").any():
@@ -72,6 +80,30 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
             for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
         ]
     return table
+
+
+def latency_text(value: float, low: float, high: float) -> str:
+    """`12.3 [12.1–12.6]`: the median of round medians and its 95% interval."""
+    if pd.isna(value):
+        return "–"
+    return format_number(value) if pd.isna(low) else f"{format_number(value)} [{format_number(low)}–{format_number(high)}]"
+
+
+#: Marks a speedup whose variant and baseline were not timed in the same rounds (see the table's note).
+UNPAIRED_MARK = "†"
+
+
+def speedup_text(value: float, low: float, high: float, verdict: Any, paired: Any) -> str:
+    """`3.51× [3.40–3.63]`; a speedup whose interval holds 1.0 is no speedup: "no measurable difference"."""
+    if pd.isna(value):
+        return "–"
+    if verdict == "baseline":
+        return "1× (baseline)"
+    mark = "" if paired is None or pd.isna(paired) or bool(paired) else UNPAIRED_MARK
+    interval = "" if pd.isna(low) else f" [{low:.2f}–{high:.2f}]"
+    if verdict == "no measurable difference":
+        return f"no measurable difference{interval}{mark}"
+    return f"{value:.2f}×{interval}{mark}"
 
 
 def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:

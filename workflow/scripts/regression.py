@@ -1,0 +1,13 @@
+import logging
+
+from _common import run_logged
+from inference_bench.regression import check_regressions
+
+
+def main() -> None:
+    report = check_regressions(snakemake.input.summaries, ref=snakemake.params.against,
+                               min_change=snakemake.params.min_change)
+    logging.getLogger("workflow").info("no regression beyond noise:\n\n%s", report)
+
+
+run_logged(main, snakemake.log[0])
