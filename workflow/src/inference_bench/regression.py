@@ -21,7 +21,7 @@ import pandas as pd
 
 from inference_bench import layout
 from inference_bench.errors import PipelineError
-from inference_bench.tables import format_number, markdown_table
+from inference_bench.tables import markdown_table
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SLOWER, FASTER, SAME = "slower", "faster", "same within noise"
@@ -119,9 +119,20 @@ def is_regression(verdicts: pd.Series) -> pd.Series:
     return verdicts.isin([SLOWER, FAILED])
 
 
+def host_note(committed: pd.DataFrame, fresh: pd.DataFrame) -> str:
+    """How fast the host ran the canary now against then: a change of about that size in every row is the
+    host's (a busier or slower machine of the same fingerprint), not the code's."""
+    if "canary_ms" not in committed or "canary_ms" not in fresh:
+        return ""
+    then, now = pd.to_numeric(committed["canary_ms"]).median(), pd.to_numeric(fresh["canary_ms"]).median()
+    if pd.isna(then) or pd.isna(now) or not then:
+        return ""
+    return f"; the canary ran at {now / then:.2f}× its committed time, so the host itself moved by about that"
+
+
 def report_table(comparison: pd.DataFrame) -> str:
     def latency(value: float, low: float, high: float) -> str:
-        return "–" if pd.isna(value) else f"{format_number(value)} [{format_number(low)}–{format_number(high)}]"
+        return "–" if pd.isna(value) else f"{value:.3g} [{low:.3g}–{high:.3g}]"
 
     table = pd.DataFrame({
         "model": comparison["model"],
@@ -150,9 +161,10 @@ def check_regressions(summary_paths: Sequence[str | Path], ref: str = "HEAD", mi
         check_same_machine(committed.environment, fresh_environment, str(path))
         comparison = compare_summaries(committed.summary, read_csv(path), min_change)
         regressions += int(is_regression(comparison["verdict"]).sum())
+        fresh = read_csv(path)
         reports.append(f"{path} against {ref} (commit {str(committed.environment.get('git_commit'))[:7]} measured "
-                       f"it; this run: commit {str(fresh_environment.get('git_commit'))[:7]}):\n\n"
-                       + report_table(comparison))
+                       f"it; this run: commit {str(fresh_environment.get('git_commit'))[:7]}){host_note(committed.summary, fresh)}:"
+                       f"\n\n" + report_table(comparison))
     report = "\n".join(reports)
     if regressions:
         raise RegressionError(f"{regressions} row(s) slower beyond noise (or failed) against {ref}:\n\n{report}")
