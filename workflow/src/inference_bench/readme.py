@@ -175,9 +175,14 @@ def quiet_note(summary: pd.DataFrame) -> str:
         rounds = int(timed["rounds"].max())
         notes.append(
             f"Latencies are absolute: the median of {rounds} round medians, each round a fresh process per variant "
-            f"in alternating order, with a 95% bootstrap interval. Speedups are paired: the median of per-round "
-            f"ratios to PyTorch timed in the same rounds; an interval that holds 1.0 is no measurable difference."
+            f"in alternating order, with a 95% bootstrap interval."
         )
+        if "speedup_ci_low" in timed and timed["speedup_ci_low"].notna().any():
+            notes.append("Speedups are paired: the median of per-round ratios to PyTorch timed in the same rounds; an "
+                         "interval that holds 1.0 is no measurable difference.")
+        else:
+            notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "
+                         "within one table only.")
         if "speedup_paired" in timed and (timed["speedup_paired"].astype(str) == "False").any():
             notes.append(f"{UNPAIRED_MARK} timed in another comparison than its PyTorch row: resampled unpaired.")
     if "other_cpu_share" in timed and timed["other_cpu_share"].notna().any():
