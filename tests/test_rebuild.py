@@ -274,12 +274,14 @@ def test_the_regression_command_passes_against_itself_and_catches_a_slowdown(cop
     assert same.stdout.count("same within noise") + same.stderr.count("same within noise") == 8
     summary_path = copy_of / f"results/cpu/{MODEL}/summary.csv"
     summary = pd.read_csv(summary_path)
-    slow = summary["variant"] == "ort-int8"
+    # Rows whose 95% interval is narrower than a 20% shift (on a 50 µs call a noisy round can widen it more).
+    slow = summary["p50_ci_low_ms"] * 1.2 > summary["p50_ci_high_ms"]
+    assert slow.sum() >= 4, summary[["variant", "batch_size", "p50_ci_low_ms", "p50_ci_high_ms"]]
     for column in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"):
-        summary.loc[slow, column] *= 1.2  # what a 20% slower ort-int8 would have measured
+        summary.loc[slow, column] *= 1.2  # what 20% slower code would have measured there
     summary.to_csv(summary_path, index=False)
     failed = snakemake(copy_of, "regression", check=False)
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
-    assert "2 row(s) slower beyond noise (or failed) against HEAD" in output
-    assert output.count("**slower**") == 2 and "+20.0%" in output
+    assert f"{slow.sum()} row(s) slower beyond noise (or failed) against HEAD" in output
+    assert "+20.0%" in output

@@ -24,6 +24,8 @@ rule benchmark:
         code_hash=MEASURING_CODE,
         memory_limit_mb=BENCH["memory_limit_mb"],
         max_other_cpu_share=BENCH["max_other_cpu_share"],
+        inputs=BENCH["inputs"],
+        text_padding=BENCH["text_padding"],
     conda:
         BENCH_ENV
     script:
@@ -41,6 +43,30 @@ rule variant_result:
         on_failure=BENCH["on_failure"],
     run:
         write_variant_result(input.comparison, output.result, wildcards.variant, params.on_failure, log[0])
+
+
+# Does the variant still do the model's job? Its sentence embeddings of the corpus against PyTorch FP32's, on
+# the execution provider that is timed (inference_bench.accuracy). Models with a tokenizer only.
+rule accuracy:
+    input:
+        unpack(accuracy_inputs),
+    output:
+        accuracy=layout.ACCURACY,
+    log:
+        layout.log_path("{hardware}", "{model}", "accuracy", "{variant}"),
+    threads: workflow.cores
+    resources:
+        **HARDWARE_RESOURCES,
+    params:
+        hardware_tag=HARDWARE_TAG_SETTINGS,
+        threads=BENCH["threads"],
+        attn_implementation=BENCH["pytorch_attn_implementation"],
+        min_relative=config["accuracy"]["min_relative"],
+        code_hash=MEASURING_CODE,
+    conda:
+        BENCH_ENV
+    script:
+        "../scripts/accuracy.py"
 
 
 rule calibrate:

@@ -16,6 +16,7 @@ from inference_bench.config_validation import (
 from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine
+from inference_bench.accuracy import has_tokenizer
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.provenance import config_sources, settings_hash
 from inference_bench.readme import summary_stale_note
@@ -132,6 +133,31 @@ def comparison_inputs(wildcards):
             "onnx": [artifact_path(wildcards.model, artifact) for artifact in artifacts]}
 
 
+def accuracy_inputs(wildcards):
+    machine_checked(wildcards)
+    inputs = {"model_dir": model_dir(wildcards), "text_reference": layout.TEXT_REFERENCE.format(model=wildcards.model)}
+    if VARIANTS[wildcards.variant].artifact:
+        inputs["onnx"] = artifact_path(wildcards.model, VARIANTS[wildcards.variant].artifact)
+    return inputs
+
+
+def reads_text(model):
+    """Whether the model has a tokenizer, so that parity and accuracy read the corpus: a random model has none;
+    a local one has one when its directory holds tokenizer files; a Hub checkpoint is assumed to."""
+    spec = ModelSpec.from_config(MODELS[model])
+    if spec.source == "random":
+        return False
+    if spec.source == "local":
+        return has_tokenizer(spec.path)
+    return True
+
+
+def expected_accuracy(model):
+    if not reads_text(model):
+        return []
+    return expand(layout.ACCURACY, hardware=HARDWARE, model=model, variant=HARDWARE_TAG["variants"])
+
+
 def comparison_variants(wildcards):
     """Each variant of the tag, in its configured order, with the ONNX file it runs and its parity gate."""
     return [
@@ -170,7 +196,8 @@ def benchmark_timing():
 
 def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
-    keys = ("rounds", "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation")
+    keys = ("rounds", "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation",
+            "inputs", "text_padding")
     return {
         "model": MODELS[wildcards.model],
         "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in keys}},
@@ -272,6 +299,7 @@ def aggregate_inputs(wildcards):
         "results": _measured(wildcards.model),
         "failed": _failed(wildcards.model),
         "sidecars": _artifact_sidecars(wildcards.model),
+        "accuracy": expected_accuracy(wildcards.model),
         "calibration": layout.CALIBRATION.format(hardware=wildcards.hardware),
     }
 
@@ -282,7 +310,8 @@ def reported_files():
     for model in MODELS:
         files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
         files += expand(layout.ONNX_ARTIFACT, model=model, artifact=artifact_names()) + _artifact_sidecars(model)
-        files += expected_comparisons(model) + _measured(model)
+        files += expected_comparisons(model) + _measured(model) + expected_accuracy(model)
+        files += [layout.TEXT_REFERENCE.format(model=model)] if reads_text(model) else []
     return files
 
 

@@ -28,6 +28,21 @@ rule reference_outputs:
         "../scripts/reference_outputs.py"
 
 
+rule text_reference:
+    input:
+        model_dir=model_dir,
+    output:
+        reference=layout.TEXT_REFERENCE,
+    log:
+        layout.log_path("models", "{model}", "text_reference"),
+    params:
+        max_length=config["accuracy"]["max_length"],
+    conda:
+        "../../envs/pipeline-cpu.yaml"
+    script:
+        "../scripts/text_reference.py"
+
+
 rule export_onnx:
     input:
         model_dir=model_dir,

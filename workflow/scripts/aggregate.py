@@ -7,6 +7,7 @@ def main() -> None:
     aggregate(
         [*snakemake.input.results, *snakemake.input.failed],
         snakemake.input.sidecars,
+        accuracy_paths=snakemake.input.accuracy,
         calibration_json=snakemake.input.calibration,
         summary_csv=out.summary,
         artifacts_csv=out.artifacts,

@@ -27,6 +27,8 @@ def main() -> None:
             tolerance=Tolerance.from_config(entry["tolerance"]),
             memory_limit_mb=params.memory_limit_mb,
             max_other_cpu_share=params.max_other_cpu_share,
+            inputs=params.inputs,
+            text_padding=params.text_padding,
         )
         for entry in params.variants
     )

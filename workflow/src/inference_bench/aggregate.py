@@ -51,6 +51,13 @@ SUMMARY_COLUMNS = [
     "parity_max_abs_diff",
     "parity_min_token_cosine",
     "parity_mean_token_cosine",
+    "accuracy_metric",
+    "accuracy_relative",
+    "accuracy_passed",
+    "accuracy_gate",
+    "sentence_cosine_mean",
+    "sentence_cosine_min",
+    "top10_overlap",
     "other_cpu_share",
     "retried_rounds",
     "noisy_rounds",
@@ -134,6 +141,19 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
             "speedup_paired": paired, "speedup_verdict": speedup_verdict(estimate.low, estimate.high)}
 
 
+def with_accuracy(summary: pd.DataFrame, accuracy: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Each row with its variant's task-level accuracy (inference_bench.accuracy), where it was measured."""
+    for record in accuracy:
+        rows = (summary["model"] == record["model"]) & (summary["variant"] == record["variant"])
+        summary.loc[rows, "accuracy_metric"] = record["task_metric"]
+        summary.loc[rows, "accuracy_relative"] = record["relative_to_fp32"]
+        summary.loc[rows, "accuracy_passed"] = record["passed"]
+        summary.loc[rows, "accuracy_gate"] = record["min_relative"]
+        for key in ("sentence_cosine_mean", "sentence_cosine_min", "top10_overlap"):
+            summary.loc[rows, key] = record[key]
+    return summary
+
+
 def sort_variants(frame: pd.DataFrame) -> pd.DataFrame:
     order = {name: index for index, name in enumerate(variant_order(frame["variant"]))}
     return frame.sort_values(
@@ -170,12 +190,14 @@ def aggregate(
     environment_json: str | Path,
     calibration_json: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
+    accuracy_paths: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
     """Write the summary and its companions; `provenance` (the config sources and settings hash of the run,
     inference_bench.provenance) joins the environment, so a later README can tell a stale config."""
     records = [_record_of(path) for path in result_paths]
     calibration = read_json(calibration_json) if calibration_json else {}
-    summary = summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms"))
+    summary = with_accuracy(summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms")),
+                            [read_json(path) for path in accuracy_paths])
     measured = [r for r in records if r.get("status", "ok") == "ok"]
     environment = (measured or records)[0]["environment"] if records else {}
     _write_csv(summary, summary_csv)

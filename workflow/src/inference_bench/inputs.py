@@ -17,13 +17,17 @@ _CANDIDATE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Ids below this are special tokens in BERT-family vocabularies; timing inputs avoid them.
 _FIRST_ORDINARY_ID = 1000
 
-PARITY_SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "ONNX Runtime fuses attention, layer normalization and GELU into single kernels.",
-    "Short one.",
-    "Benchmarks are only worth the trust their method earns: warm up, repeat, report the spread, "
-    "and always say which machine, which sequence length and which library versions produced them.",
-)
+#: How many texts of the corpus the parity batch holds, spread over its lengths from shortest to longest.
+PARITY_TEXTS = 16
+
+
+def parity_texts(count: int = PARITY_TEXTS) -> list[str]:
+    """Texts of the corpus (inference_bench.accuracy) at evenly spaced ranks of length: short and long ones."""
+    from inference_bench.accuracy import load_corpus
+
+    corpus = sorted(load_corpus(), key=lambda text: (len(text), text))
+    picks = np.linspace(0, len(corpus) - 1, count).round().astype(int)
+    return [corpus[index] for index in picks]
 
 
 def model_input_names(model: Any) -> list[str]:
@@ -53,12 +57,37 @@ def timing_inputs(
     return {name: feeds[name] for name in names}
 
 
+def text_inputs(
+    model_dir: str | Path, names: list[str], batch_size: int, sequence_length: int, seed: int,
+    padding: str = "max_length",
+) -> dict[str, np.ndarray] | None:
+    """Real sentences of the corpus (a seeded draw), tokenized and truncated to `sequence_length`, padded to
+    it (`max_length`) or to the batch's longest (`longest`); None where the model has no tokenizer."""
+    from inference_bench.accuracy import has_tokenizer, load_corpus, tokenize_corpus
+
+    if not has_tokenizer(model_dir):
+        return None
+    corpus = load_corpus()
+    rng = np.random.default_rng(seed)
+    texts = [corpus[i] for i in rng.choice(len(corpus), size=batch_size, replace=batch_size > len(corpus))]
+    feeds = tokenize_corpus(model_dir, texts, sequence_length, names)
+    if padding == "max_length" and feeds["input_ids"].shape[1] < sequence_length:
+        from transformers import AutoTokenizer
+
+        pad = AutoTokenizer.from_pretrained(model_dir).pad_token_id or 0
+        width = sequence_length - feeds["input_ids"].shape[1]
+        feeds = {name: np.pad(value, ((0, 0), (0, width)), constant_values=pad if name == "input_ids" else 0)
+                 for name, value in feeds.items()}
+    return feeds
+
+
 def parity_inputs(
-    model_dir: str | Path, facts: ArchitectureFacts, names: list[str], seed: int, max_length: int = 64
+    model_dir: str | Path, facts: ArchitectureFacts, names: list[str], seed: int, max_length: int = 64,
+    text_max_length: int = 128,
 ) -> dict[str, np.ndarray]:
     """A padded batch (attention masks with zeros, several lengths): real text where there is a tokenizer."""
     max_length = min(max_length, facts.max_positions - 2)
-    tokenized = _tokenize(model_dir, max_length)
+    tokenized = _tokenize(model_dir, min(text_max_length, facts.max_positions))
     if tokenized is not None:
         return {name: tokenized[name] for name in names if name in tokenized} | _missing_zeros(tokenized, names)
     rng = np.random.default_rng(seed)
@@ -85,7 +114,7 @@ def _tokenize(model_dir: str | Path, max_length: int) -> dict[str, np.ndarray] |
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         encoded = tokenizer(
-            list(PARITY_SENTENCES), padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
+            parity_texts(), padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
         )
     except Exception as error:  # a broken tokenizer must not block parity: fall back to random ids
         log.warning("tokenizer in %s unusable (%s); parity uses random token ids", model_dir, error)

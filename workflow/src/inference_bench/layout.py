@@ -20,6 +20,8 @@ MODEL = RESULTS + "models/{model}/"
 MODEL_DIR = MODEL + "hf"
 MANIFEST_NAME = "manifest.json"
 REFERENCE = MODEL + "reference.npz"
+#: PyTorch FP32 sentence embeddings of the corpus (models with a tokenizer).
+TEXT_REFERENCE = MODEL + "text_reference.npz"
 ONNX_ARTIFACT = MODEL + "onnx/{artifact}.onnx"
 ONNX_SIDECAR = MODEL + "onnx/{artifact}.json"
 STAGE_BENCHMARK = MODEL + "benchmarks/{step}.tsv"
@@ -34,6 +36,8 @@ BENCH_RESULT = TAG_MODEL + "bench/{variant}/b{batch}_s{seq}.json"
 #: A comparison: every variant of the tag at one shape, timed in interleaved rounds (the results' source).
 COMPARISON = TAG_MODEL + "rounds/b{batch}_s{seq}.json"
 FAILURE_MARKER = TAG_MODEL + "failed/{variant}/b{batch}_s{seq}.json"
+#: A variant's task-level agreement with PyTorch FP32 on the corpus, on the tag's execution provider.
+ACCURACY = TAG_MODEL + "accuracy/{variant}.json"
 SUMMARY = TAG_MODEL + "summary.csv"
 ARTIFACT_TABLE = TAG_MODEL + "artifacts.csv"
 SUMMARY_MARKDOWN = TAG_MODEL + "summary.md"

