@@ -153,6 +153,12 @@ def test_the_readme_is_redrawn_from_the_summaries_alone(copy_of):
     assert "run `snakemake --cores 1` to measure first" in failed.stdout + failed.stderr
 
 
+def test_a_change_to_how_tables_are_drawn_redraws_them_and_measures_nothing(copy_of):
+    module = copy_of / "workflow/src/inference_bench/tables.py"
+    module.write_text(module.read_text() + "\n# a change to how a table is drawn\n")
+    assert planned(copy_of) == REPORT
+
+
 def test_a_table_is_marked_stale_once_its_config_changes(copy_of):
     assert "**Stale:**" not in (copy_of / "README.md").read_text()
     config_file = copy_of / "config/config.yaml"

@@ -106,6 +106,7 @@ def test_targets_are_evaluated_from_the_summary():
     close = evaluate_targets(summarize([record("pytorch", 1, 59.7), record("ort-int8", 1, 10.0)]),
                              [_target("ort-int8", 1, minimum=6.0)])[0]
     assert not close["met"] and close["gap"] == "99.5% of target"  # never "100%" beside a "no"
+
     # 11 GFLOP in 20 ms = 550 GFLOP/s against a 100 GFLOP/s peak (the fake record's numbers).
     assert results["ort-fp32 ≥ 80% of the FP32 matmul peak at batch 1, sequence 128"]["met"]
 
@@ -179,3 +180,18 @@ def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkey
     assert "`snakemake --cores 1 --configfile config/more.yaml` measures it again" in note
     (tmp_path / "config/more.yaml").unlink()
     assert "its config file config/more.yaml no longer exists" in stale_note(environment, "tiny-distilbert", "cpu")
+
+
+def test_a_target_inside_the_interval_is_within_noise_not_missed():
+    from inference_bench.readme import _met_text, _measured_text
+
+    target = Target("cpu", "ort-fp32", 1, 128, "speedup_vs_pytorch", 2.3)
+    summary = summarize([record("pytorch", 1, 60.0), record("ort-fp32", 1, 27.0)])
+    summary["speedup_ci_low"], summary["speedup_ci_high"] = 2.1, 2.5  # 2.22x [2.1-2.5] against 2.3
+    (row,) = evaluate_targets(summary, [target])
+    assert row["undecided"] and not row["met"]
+    assert _met_text(row) == "within noise: the 95% interval holds the target"
+    assert _measured_text(row) == "2.22 [2.10–2.50]"
+    summary["speedup_ci_high"] = 2.25  # the whole interval below: a miss
+    (row,) = evaluate_targets(summary, [target])
+    assert not row["undecided"] and _met_text(row).startswith("no (96.")

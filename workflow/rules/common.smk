@@ -13,7 +13,7 @@ from inference_bench.config_validation import (
     check_sequence_lengths,
     validate_config,
 )
-from inference_bench.environment import measuring_code_hash
+from inference_bench.environment import measuring_code_hash, reporting_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine
 from inference_bench.accuracy import has_tokenizer
@@ -53,6 +53,8 @@ BENCH = config["benchmark"]
 #: A parameter of every measuring job: when the code that produces a number changes, the number is measured
 #: again (Snakemake itself tracks only the rule's own script).
 MEASURING_CODE = measuring_code_hash()
+#: A parameter of the summary, chart and README rules: a change to how results are drawn redraws them.
+REPORTING_CODE = reporting_code_hash()
 ENV_FOR_DEVICE = {"cpu": "../../envs/pipeline-cpu.yaml", "cuda": "../../envs/pipeline-gpu.yaml"}
 BENCH_ENV = ENV_FOR_DEVICE[HARDWARE_TAG["device"]]
 

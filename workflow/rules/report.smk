@@ -23,6 +23,7 @@ if not REPORT_ONLY:
             layout.log_path("{hardware}", "{model}", "aggregate"),
         params:
             settings_hash=summary_settings_hash,
+            code_hash=REPORTING_CODE,
             config_sources=summary_config_sources,
         conda:
             "../../envs/report.yaml"
@@ -40,6 +41,7 @@ rule charts:
         layout.log_path("charts"),
     params:
         models=list(MODELS),
+        code_hash=REPORTING_CODE,
     conda:
         "../../envs/report.yaml"
     script:
@@ -59,6 +61,7 @@ rule readme:
         readme="README.md",
         models=list(MODELS),
         targets=config["targets"],
+        code_hash=REPORTING_CODE,
         # Whether each table is stale, as known when the DAG is built: when that changes (a config edited,
         # the code changed), `snakemake readme` redraws the README even though no summary did.
         staleness=readme_staleness,

@@ -79,6 +79,21 @@ def measuring_code_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+def reporting_code_hash() -> str:
+    """A short digest of the code that turns results into summaries, tables, charts and the README: a
+    parameter of those rules, so a change to how a table is drawn redraws it (no measuring)."""
+    package = Path(__file__).resolve().parent
+    scripts = package.parents[1] / "scripts"
+    files = sorted(package / name for name in _REPORTING_MODULES) + [scripts / name for name in
+                                                                      ("aggregate.py", "charts.py", "readme.py")]
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def config_hash(config: Any) -> str:
     """A short, order-independent digest of the settings a result depends on."""
     canonical = json.dumps(config, sort_keys=True, default=str)

@@ -114,18 +114,25 @@ def _targets_block(summary_path: Path, targets: Sequence[Target], report_missing
             "met": [_met_text(row) for row in rows],
         }
     )
-    return notes + "Targets (median latency, this tag):\n\n" + markdown_table(table)
+    return notes + "Targets (this tag; a target inside the 95% interval of its row is within noise, neither met nor missed):\n\n" + markdown_table(table)
 
 
 def _measured_text(row: dict[str, Any]) -> str:
     if math.isnan(row["measured"]):
         return "no matching row"
-    return row["shown"] or format_number(row["measured"])
+    text = row["shown"] or format_number(row["measured"])
+    if math.isnan(row.get("low", math.nan)) or row["low"] == row["high"]:
+        return text
+    percent = (row["shown"] or "").endswith("%")
+    low, high = (f"{row['low']:.0%}", f"{row['high']:.0%}") if percent else (f"{row['low']:.2f}", f"{row['high']:.2f}")
+    return f"{text} [{low}–{high}]"
 
 
 def _met_text(row: dict[str, Any]) -> str:
     if math.isnan(row["measured"]):
         return "not measured: no result at this variant, batch and sequence length"
+    if row.get("undecided"):
+        return "within noise: the 95% interval holds the target"
     return "yes" if row["met"] else f"no ({row['gap']})"
 
 

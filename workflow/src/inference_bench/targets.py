@@ -59,10 +59,27 @@ def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[d
             & (summary["sequence_length"] == target.sequence_length)
         ]
         measured = float(rows[target.metric].iloc[0]) if not rows.empty else math.nan
+        low, high = _interval(rows.iloc[0], target.metric) if not rows.empty else (math.nan, math.nan)
         met = measured >= target.minimum
         # Truncated, not rounded: 5.97 against 6 is "99.5% of target", never "100%" beside a "no".
         gap = f"{math.floor(1000 * measured / target.minimum) / 10:g}% of target" if not math.isnan(
             measured) and not met else ""
         results.append({"target": target.label, "measured": measured, "shown": target.shown(measured),
-                        "met": met, "gap": gap})
+                        "met": met, "gap": gap, "low": low, "high": high,
+                        "undecided": bool(low < target.minimum <= high)})
     return results
+
+
+def _interval(row: pd.Series, metric: str) -> tuple[float, float]:
+    """The 95% interval of a row's metric, where the summary has one (NaN, NaN otherwise): the speedup's own,
+    or, for the share of peak, the latency's turned around (a slower bound is a smaller share)."""
+    def number(key: str) -> float:
+        value = pd.to_numeric(row.get(key), errors="coerce")
+        return math.nan if value is None or pd.isna(value) else float(value)
+
+    if metric == "speedup_vs_pytorch":
+        return number("speedup_ci_low"), number("speedup_ci_high")
+    if metric == "share_of_peak":
+        share, p50 = number("share_of_peak"), number("p50_ms")
+        return share * p50 / number("p50_ci_high_ms"), share * p50 / number("p50_ci_low_ms")
+    return math.nan, math.nan
