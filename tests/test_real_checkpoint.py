@@ -72,3 +72,18 @@ def test_a_model_without_a_tokenizer_has_no_text_inputs(tiny_models):
     from inference_bench.inputs import text_inputs
 
     assert text_inputs(tiny_models["bert"], ["input_ids", "attention_mask"], 2, 16, seed=0) is None
+
+
+def test_the_corpus_is_an_input_of_what_reads_it(tmp_path):
+    """Edit the corpus and the reference outputs and the corpus embeddings are made again (a model without a
+    tokenizer does not read it, so its reference does not depend on it)."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["models"].append({"name": "all-minilm-l6-v2", "source": "local", "path": str(minilm_dir())})
+    project = make_project(tmp_path, config)
+    import re
+
+    planned = snakemake(project, "--dry-run").stdout
+    inputs = re.findall(r"rule (reference_outputs|text_reference):\n    input: ([^\n]*)", planned)
+    reads = [(rule, line) for rule, line in inputs if "workflow/resources/corpus.txt" in line]
+    assert len(inputs) == 3 and len(reads) == 2, inputs  # minilm's reference and text reference only
+    assert all("all-minilm-l6-v2" in line for _, line in reads)

@@ -16,7 +16,7 @@ from inference_bench.config_validation import (
 from inference_bench.environment import measuring_code_hash, reporting_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine
-from inference_bench.accuracy import has_tokenizer
+from inference_bench.accuracy import CORPUS_PATH, has_tokenizer
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.provenance import config_sources, settings_hash
 from inference_bench.readme import summary_stale_note
@@ -152,6 +152,11 @@ def reads_text(model):
     if spec.source == "local":
         return has_tokenizer(spec.path)
     return True
+
+
+def corpus_if_read(wildcards):
+    """The corpus, an input of what reads it (a model with a tokenizer): edit it and they run again."""
+    return [os.path.relpath(CORPUS_PATH)] if reads_text(wildcards.model) else []
 
 
 def expected_accuracy(model):

@@ -16,6 +16,7 @@ rule download_model:
 rule reference_outputs:
     input:
         model_dir=model_dir,
+        corpus=corpus_if_read,
     output:
         reference=layout.REFERENCE,
     log:
@@ -31,6 +32,7 @@ rule reference_outputs:
 rule text_reference:
     input:
         model_dir=model_dir,
+        corpus=corpus_if_read,
     output:
         reference=layout.TEXT_REFERENCE,
     log:
