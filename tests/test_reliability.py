@@ -154,14 +154,20 @@ def test_a_memory_cap_too_small_to_load_the_engine_names_the_setting(tiny_export
         "from inference_bench.hardware import HardwareTag\n"
         f"job = BenchmarkJob(HardwareTag('cpu'), 'tiny', 'pytorch', 1, 8, {str(paths['model_dir'])!r},"
         f" {str(paths['reference'])!r}, memory_limit_mb=200)\n"
+        "import resource\n"
+        "before = resource.getrlimit(resource.RLIMIT_AS)\n"
         "try:\n"
         "    run_benchmark(job)\n"
         "except OutOfMemoryError as error:\n"
-        "    print('OOM:', error)\n",
+        "    print('OOM:', error)\n"
+        "print('cap lifted:', resource.getrlimit(resource.RLIMIT_AS) == before)\n"
+        "print('room after:', len(bytearray(400 * 2**20)) == 400 * 2**20)\n",
         timeout=120,
     )
     assert "OOM: benchmark.memory_limit_mb (200 MiB) is too low for pytorch to load its engine" in result.stdout, (
         result.stdout + result.stderr[-2000:])
+    # The failure record is written after the job, in the same process: it must not run under the cap.
+    assert "cap lifted: True" in result.stdout and "room after: True" in result.stdout, result.stdout
 
 
 def test_an_unreadable_sidecar_is_named_in_aggregation(tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,9 +106,28 @@ def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, A
     """Measure one job. Raises OutOfMemoryError when the batch does not fit and DriftError when the outputs
     fail the parity gate, both naming the job, so that no fast number stands for a wrong answer."""
     check_hardware(job.hardware)
-    if job.memory_limit_mb:
-        limit = job.memory_limit_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with _address_space_cap(job.memory_limit_mb):
+        return _measure_within_cap(job, config_for_hash)
+
+
+@contextlib.contextmanager
+def _address_space_cap(limit_mb: int) -> Iterator[None]:
+    """Cap the soft address-space limit while measuring, and lift it again after: what follows a failed
+    batch (writing the failure record, which imports metadata and formats the environment) must not fail
+    for want of the memory the failed batch left fragmented."""
+    if not limit_mb:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = limit_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _measure_within_cap(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
     try:
         return _measure(job, config_for_hash)
     except BenchmarkFailure:
