@@ -65,7 +65,7 @@ def test_minimal_config_fills_every_section():
          ["hardware_tags.cpu.resources.mem_mb", "'16G'", "integer"]),
         (lambda c: c["hardware_tags"]["cpu"]["resources"].update(gpu=0.5), ["resources.gpu", "0.5"]),
         (lambda c: c["hardware_tags"]["cpu"]["variants"].append("ort-fp16-cudagraph"),
-         ["hardware_tags.cpu.variants[6]", "'ort-fp16-cudagraph' runs on cuda only"]),
+         ["hardware_tags.cpu.variants[7]", "'ort-fp16-cudagraph' runs on cuda only"]),
     ],
 )
 def test_bad_config_names_key_and_value(config, mutate, expected):

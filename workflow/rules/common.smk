@@ -114,6 +114,36 @@ def artifact_tolerance(wildcards):
     return parity_tolerance(ARTIFACTS[wildcards.artifact].precision)
 
 
+def _calibrated(wildcards):
+    """Static and mixed INT8 read a calibration set made from the model (and the corpus, where it reads text)."""
+    return ARTIFACTS[wildcards.artifact].recipe in ("static", "mixed")
+
+
+def int8_inputs(wildcards):
+    if not _calibrated(wildcards):
+        return {}
+    return {"model_dir": model_dir(wildcards), "corpus": corpus_if_read(wildcards)}
+
+
+def int8_recipe_settings(wildcards):
+    """What a recipe's file depends on beyond the int8 section: its calibration set (static, mixed), the
+    calibration method (static) and the accuracy gate it searches against (mixed). Only those: a dynamic
+    recipe does not run again when the calibration method changes."""
+    recipe = ARTIFACTS[wildcards.artifact].recipe
+    settings = {"recipe": recipe}
+    if _calibrated(wildcards):
+        settings.update(max_length=config["accuracy"]["max_length"], seed=config["parity"]["seed"])
+    if recipe == "static":
+        settings["calibration_method"] = setting("int8", "calibration_method")(wildcards)
+    if recipe == "mixed":
+        settings["min_relative"] = config["accuracy"]["min_relative"]
+        settings["mixed_base"] = setting("int8", "mixed_base")(wildcards)
+        settings["mixed_margin"] = setting("int8", "mixed_margin")(wildcards)
+        if settings["mixed_base"] == "static":
+            settings["calibration_method"] = setting("int8", "calibration_method")(wildcards)
+    return settings
+
+
 def onnxscript_fusions(wildcards):
     """Graphs from the dynamo exporter get onnxscript's ORT fusions before ONNX Runtime's own."""
     return setting("export", "exporter")(wildcards) == "dynamo"
@@ -282,9 +312,16 @@ def _failed(model):
     ]
 
 
+def built_artifacts():
+    """Every ONNX artifact is built on every tag, so the size table shows the ones this tag does not time;
+    except the calibrated INT8 recipes (static, mixed), built only where they are timed: they calibrate on
+    text and search, and static INT8 may fail its gate on a real model."""
+    timed = {VARIANTS[name].artifact for name in HARDWARE_TAG["variants"]}
+    return [a.name for a in ARTIFACTS.values() if a.recipe not in ("static", "mixed") or a.name in timed]
+
+
 def _artifact_sidecars(model):
-    """Every ONNX artifact is built on every tag, so the size table shows the ones this tag does not time."""
-    return expand(layout.ONNX_SIDECAR, model=model, artifact=artifact_names())
+    return expand(layout.ONNX_SIDECAR, model=model, artifact=built_artifacts())
 
 
 def summary_settings_hash(wildcards):
@@ -316,7 +353,7 @@ def reported_files():
     files = [layout.CALIBRATION.format(hardware=HARDWARE), *chart_files()]
     for model in MODELS:
         files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
-        files += expand(layout.ONNX_ARTIFACT, model=model, artifact=artifact_names()) + _artifact_sidecars(model)
+        files += expand(layout.ONNX_ARTIFACT, model=model, artifact=built_artifacts()) + _artifact_sidecars(model)
         files += expected_comparisons(model) + _measured(model) + expected_accuracy(model)
         files += [layout.TEXT_REFERENCE.format(model=model)] if reads_text(model) else []
     return files

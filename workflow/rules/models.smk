@@ -121,6 +121,7 @@ rule convert_fp16:
 
 rule quantize_int8:
     input:
+        unpack(int8_inputs),
         onnx=source_artifact,
         reference=reference_path,
     output:
@@ -135,6 +136,7 @@ rule quantize_int8:
     params:
         per_channel=setting("int8", "per_channel"),
         reduce_range=setting("int8", "reduce_range"),
+        recipe=int8_recipe_settings,
         tolerance=artifact_tolerance,
     conda:
         "../../envs/pipeline-cpu.yaml"

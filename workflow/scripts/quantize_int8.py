@@ -11,6 +11,8 @@ def main() -> None:
         per_channel=params.per_channel,
         reduce_range=params.reduce_range,
         tolerance=params.tolerance,
+        model_dir=snakemake.input.get("model_dir"),
+        **params.recipe,
     )
 
 

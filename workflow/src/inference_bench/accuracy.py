@@ -33,6 +33,19 @@ def load_corpus(path: str | Path = CORPUS_PATH) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+#: Every CALIBRATION_STRIDE-th text of the corpus calibrates INT8 recipes and steers their search; the
+#: accuracy stage judges every variant on the others, so no recipe is scored on the texts it was fitted to.
+CALIBRATION_STRIDE = 4
+
+
+def calibration_texts(corpus: list[str]) -> list[str]:
+    return corpus[CALIBRATION_STRIDE - 1 :: CALIBRATION_STRIDE]
+
+
+def evaluation_texts(corpus: list[str]) -> list[str]:
+    return [text for index, text in enumerate(corpus) if index % CALIBRATION_STRIDE != CALIBRATION_STRIDE - 1]
+
+
 def has_tokenizer(model_dir: str | Path) -> bool:
     return any((Path(model_dir) / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
@@ -62,20 +75,26 @@ def embed(outputs: Callable[[dict[str, np.ndarray]], np.ndarray], feeds: dict[st
           batch_size: int = 16) -> np.ndarray:
     """Sentence embeddings of every row of `feeds`, in batches of similar lengths (each padded to its own
     longest, as a serving system would)."""
-    mask = feeds["attention_mask"]
-    lengths = mask.sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
     result: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
-        batch = {name: np.ascontiguousarray(value[rows, :width]) for name, value in feeds.items()}
+    for rows, batch in length_batches(feeds, batch_size):
         pooled = mean_pooled(outputs(batch), batch["attention_mask"])
         if result is None:
-            result = np.empty((len(order), pooled.shape[1]))
+            result = np.empty((len(feeds["attention_mask"]), pooled.shape[1]))
         result[rows] = pooled
     assert result is not None
     return result
+
+
+def length_batches(feeds: dict[str, np.ndarray], batch_size: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The rows of `feeds` in batches of similar lengths, each cut to its own longest row: (rows, batch) pairs."""
+    lengths = feeds["attention_mask"].sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        batches.append((rows, {name: np.ascontiguousarray(value[rows, :width]) for name, value in feeds.items()}))
+    return batches
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -99,7 +118,7 @@ def agreement(reference: np.ndarray, candidate: np.ndarray, top_k: int = TOP_K) 
     upper = np.triu_indices(len(reference), 1)
     spearman = np.corrcoef(_ranks(similar_ref[upper]), _ranks(similar_var[upper]))[0, 1]
     return {
-        "sentences": int(len(reference)),
+        "sentences": len(reference),
         "sentence_cosine_mean": float(cosine.mean()),
         "sentence_cosine_min": float(cosine.min()),
         f"top{top_k}_overlap": float(overlap),
@@ -131,7 +150,8 @@ def text_reference_stage(model_dir: str | Path, out_path: str | Path, max_length
         raise ValueError(f"{model_dir} has no tokenizer: the accuracy stage needs one to read the corpus")
     model = load_torch_model(model_dir, attn_implementation="eager")
     facts = ArchitectureFacts.from_hf_config(model.config)
-    feeds = tokenize_corpus(model_dir, load_corpus(), min(max_length, facts.max_positions), model_input_names(model))
+    feeds = tokenize_corpus(model_dir, evaluation_texts(load_corpus()), min(max_length, facts.max_positions),
+                            model_input_names(model))
 
     def outputs(batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):

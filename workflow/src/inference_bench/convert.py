@@ -1,4 +1,4 @@
-"""Precision conversions: FP16 (onnxconverter-common) and dynamic INT8 (onnxruntime.quantization)."""
+"""FP16 conversion (onnxconverter-common); INT8 recipes are in inference_bench.quantize."""
 
 from __future__ import annotations
 
@@ -25,23 +25,3 @@ def convert_to_fp16(
     onnx.save(converted, str(onnx_out))
     log.info("FP16 %s -> %s (keep_io_types=%s)", onnx_in, onnx_out, keep_io_types)
 
-
-def quantize_to_int8(
-    onnx_in: str | Path, onnx_out: str | Path, per_channel: bool = False, reduce_range: bool = False
-) -> None:
-    """Dynamic INT8: weights quantized ahead of time, activations at run time, per tensor or per channel."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    Path(onnx_out).parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(
-        str(onnx_in),
-        str(onnx_out),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        weight_type=QuantType.QInt8,
-        # Fused contrib ops (Attention, SkipLayerNormalization) carry no type information ONNX shape
-        # inference understands; without this default the quantizer cannot type their outputs.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    log.info("INT8 %s -> %s (per_channel=%s, reduce_range=%s)", onnx_in, onnx_out, per_channel, reduce_range)

@@ -90,8 +90,15 @@ def parity_inputs(
     tokenized = _tokenize(model_dir, min(text_max_length, facts.max_positions))
     if tokenized is not None:
         return {name: tokenized[name] for name in names if name in tokenized} | _missing_zeros(tokenized, names)
+    return random_padded_batch(facts, names, seed, max_length)
+
+
+def random_padded_batch(facts: ArchitectureFacts, names: list[str], seed: int, max_length: int,
+                        rows: int = 4) -> dict[str, np.ndarray]:
+    """Seeded random token ids in `rows` rows padded to `max_length`: full, 3/4, 1/2 and 1/8 of it, in turn."""
     rng = np.random.default_rng(seed)
-    lengths = [max_length, (3 * max_length) // 4, max_length // 2, max(2, max_length // 8)]
+    pattern = [max_length, (3 * max_length) // 4, max_length // 2, max(2, max_length // 8)]
+    lengths = [pattern[row % len(pattern)] for row in range(rows)]
     ids = np.full((len(lengths), max_length), facts.pad_token_id, dtype=np.int64)
     mask = np.zeros_like(ids)
     low = min(_FIRST_ORDINARY_ID, facts.vocab_size // 2)

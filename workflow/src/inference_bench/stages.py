@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from inference_bench.artifacts import verify_artifact, write_sidecar
 from inference_bench.errors import PipelineError
 from inference_bench.graph_report import fused_operator_counts
 from inference_bench.models import ArchitectureFacts
-from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
+from inference_bench.parity import ParityError, ParityReport, Tolerance, parity_of_onnx
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +157,85 @@ def int8_stage(
     per_channel: bool,
     reduce_range: bool,
     tolerance: dict[str, Any],
+    recipe: str = "dynamic",
+    model_dir: str | Path | None = None,
+    calibration_method: str = "minmax",
+    mixed_base: str = "dynamic",
+    mixed_margin: float = 0.002,
+    min_relative: float = 0.99,
+    max_length: int = 512,
+    seed: int = 0,
 ) -> None:
-    from inference_bench.convert import quantize_to_int8
+    """One INT8 recipe of inference_bench.quantize. Static and mixed read `model_dir` for their calibration
+    set (the corpus's calibration texts where the model has a tokenizer); mixed keeps the task metric at
+    `min_relative` of FP32 on it (text), or the parity floor's min_cosine (no tokenizer), starting from the
+    `mixed_base` recipe (dynamic or static)."""
+    from inference_bench import quantize
 
-    _converted_stage(
-        onnx_in, onnx_out, reference, tolerance,
-        lambda: quantize_to_int8(onnx_in, onnx_out, per_channel=per_channel, reduce_range=reduce_range),
-        stage="quantize_int8", what="INT8", per_channel=per_channel, reduce_range=reduce_range,
-    )
+    settings: dict[str, Any] = {"recipe": recipe, "per_channel": per_channel, "reduce_range": reduce_range}
+    if recipe == "dynamic":
+        convert = lambda: quantize.quantize_dynamic_int8(onnx_in, onnx_out, per_channel, reduce_range)
+        _converted_stage(onnx_in, onnx_out, reference, tolerance, convert, stage="quantize_int8", what="INT8",
+                         **settings)
+        return
+    if model_dir is None:
+        raise ValueError(f"the {recipe} INT8 recipe needs the model directory for its calibration set")
+    calibration = quantize.calibration_set(model_dir, _graph_inputs(onnx_in), max_length, seed + 1)
+    settings["calibration"] = calibration.description
+    if recipe == "static":
+        settings["calibration_method"] = calibration_method
+        convert = lambda: quantize.quantize_static_int8(
+            onnx_in, onnx_out, calibration.batches(), calibration_method, per_channel, reduce_range)
+        try:
+            _converted_stage(onnx_in, onnx_out, reference, tolerance, convert, stage="quantize_int8", what="INT8",
+                             **settings)
+        except ParityError as error:
+            raise ParityError(
+                f"{error}. Static INT8 of every MatMul fails on this model (one calibrated range per tensor cannot "
+                f"hold outlier activations): drop {Path(onnx_out).stem} from the tag's variants, or time "
+                f"onnx-int8-mixed with int8.mixed_base: static, which keeps the sensitive MatMuls in FP32"
+            ) from error
+        return
+    if recipe != "mixed":
+        raise ValueError(f"unknown INT8 recipe {recipe!r}")
+    score, metric = quantize.fp32_scorer(onnx_in, calibration)
+    # The search steers by the calibration texts; the accuracy stage then judges on the others, so the search
+    # aims `mixed_margin` above the gate for what a sample of text does not promise about the rest.
+    gate = (min_relative + mixed_margin) if calibration.text else float(tolerance["min_cosine"])
+    search_result: dict[str, Any] = {}
+
+    settings["mixed_base"] = mixed_base
+    if mixed_base == "static":
+        settings["calibration_method"] = calibration_method
+    batches = calibration.batches()
+
+    def convert() -> None:
+        def candidate(keep: Sequence[str], out: Path) -> None:
+            if mixed_base == "static":
+                quantize.quantize_static_int8(onnx_in, out, batches, calibration_method, per_channel, reduce_range,
+                                              keep_fp32=keep)
+            else:
+                quantize.quantize_dynamic_int8(onnx_in, out, per_channel, reduce_range, keep_fp32=keep)
+
+        with tempfile.TemporaryDirectory(prefix="mixed-int8-", dir=Path(onnx_out).parent) as scratch:
+            found = quantize.search_fp32_matmuls(quantize.weight_matmuls(onnx_in), candidate, score, gate, metric,
+                                                 scratch)
+        if not found.passed:
+            raise quantize.MixedPrecisionError(
+                f"{Path(onnx_out).name}: no mix of FP32 and INT8 MatMuls reaches {metric} {gate} on the calibration "
+                f"set (all INT8: {found.score_all_int8:.6f}; best tried: {found.score:.6f})")
+        candidate(found.kept_fp32, Path(onnx_out))
+        search_result.update(found.as_dict())
+        log.info("mixed INT8: %d of %d MatMuls kept in FP32 (%s %.6f, gate %.6f): %s", len(found.kept_fp32),
+                 found.matmuls, metric, found.score, gate, ", ".join(found.kept_fp32) or "none")
+
+    _converted_stage(onnx_in, onnx_out, reference, tolerance, convert, stage="quantize_int8", what="INT8",
+                     mixed_precision=search_result, **settings)
+
+
+def _graph_inputs(onnx_path: str | Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+    return [value.name for value in graph.input if value.name not in initializers]

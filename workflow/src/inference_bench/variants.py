@@ -20,6 +20,9 @@ Stage = Literal["export", "fuse", "fp16", "int8"]
 #: What a variant is to a reader: the baseline every speedup divides, a stronger PyTorch baseline that an
 #: optimized variant must also beat, or an optimized variant.
 Role = Literal["baseline", "stronger_baseline", "optimized"]
+#: dynamic: activations quantized at run time; static: calibrated QDQ; mixed: dynamic, with the fewest MatMuls
+#: kept in FP32 that keep the accuracy gate.
+Int8Recipe = Literal["dynamic", "static", "mixed"]
 
 BASELINE = "pytorch"
 
@@ -33,6 +36,7 @@ class Artifact:
     precision: Precision
     source: str | None = None  # the artifact it is made from; None for the export
     fused: bool = False  # carries ONNX Runtime's fused operators (an Attention per layer, ...)
+    recipe: Int8Recipe | None = None  # INT8 artifacts: how they are quantized (inference_bench.quantize)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,12 @@ ARTIFACTS: dict[str, Artifact] = {
         Artifact("ort-fp16", "fp16", "fp16", source="ort-fp32", fused=True),
         # Converted to FP16, then fused: the order the project's first description lists.
         Artifact("fp16-ort", "fuse", "fp16", source="onnx-fp16", fused=True),
-        Artifact("ort-int8", "int8", "int8", source="ort-fp32", fused=True),
+        # INT8 of the fused graph: the quantizer turns each Attention into a QAttention.
+        Artifact("ort-int8", "int8", "int8", source="ort-fp32", fused=True, recipe="dynamic"),
+        # INT8 of the export: ONNX Runtime fuses the quantized graph when the session loads.
+        Artifact("onnx-int8", "int8", "int8", source="onnx-fp32", recipe="dynamic"),
+        Artifact("onnx-int8-static", "int8", "int8", source="onnx-fp32", recipe="static"),
+        Artifact("onnx-int8-mixed", "int8", "int8", source="onnx-fp32", recipe="mixed"),
     )
 }
 
