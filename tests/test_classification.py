@@ -13,9 +13,9 @@ import onnx
 import pandas as pd
 import pytest
 import yaml
+from test_rebuild import planned
 
 from conftest import TINY_CONFIG, make_project, snakemake
-from test_rebuild import planned
 from inference_bench.accuracy import load_corpus, read_labelled_csv
 from inference_bench.models import ModelSourceError, ModelSpec, load_torch_model, model_task, prepare_model_dir
 
@@ -103,7 +103,7 @@ def test_a_random_classifier_exports_its_logits_beside_the_hidden_state(tmp_path
 
 @pytest.mark.e2e
 def test_a_classifier_with_a_labelled_file_runs_through_the_pipeline(tmp_path, tiny_classifier):
-    dataset = tmp_path / "labelled.csv"
+    dataset = tmp_path.parent / f"{tmp_path.name}-labelled.csv"
     texts = load_corpus()[:40]
     pd.DataFrame({"text": texts, "label": [LABELS[i % 2] for i in range(len(texts))]}).to_csv(dataset, index=False)
     config = yaml.safe_load(TINY_CONFIG.read_text())
@@ -112,7 +112,7 @@ def test_a_classifier_with_a_labelled_file_runs_through_the_pipeline(tmp_path, t
     config["hardware_tags"]["cpu"]["variants"] = ["pytorch", "onnx-fp32", "ort-fp32", "ort-int8", "onnx-int8-mixed"]
     config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], rounds=1)
     config["accuracy"] = {"dataset": str(dataset)}
-    project = make_project(tmp_path / "project", config)
+    project = make_project(tmp_path, config)
     snakemake(project)
     onnx_dir = project / "results/models/tiny-classifier/onnx"
     for artifact in ("onnx-fp32", "ort-fp32", "ort-int8", "onnx-int8-mixed"):

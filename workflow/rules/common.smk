@@ -189,6 +189,14 @@ def corpus_if_read(wildcards):
     return [os.path.relpath(CORPUS_PATH)] if reads_text(wildcards.model) else []
 
 
+def labelled_dataset(wildcards):
+    """The labelled file (accuracy.dataset), an input of a classification model's text reference."""
+    dataset = config["accuracy"].get("dataset")
+    if not dataset or MODELS[wildcards.model].get("task") != "sequence-classification":
+        return {}
+    return {"dataset": dataset}
+
+
 def expected_accuracy(model):
     if not reads_text(model):
         return []

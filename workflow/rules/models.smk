@@ -31,6 +31,7 @@ rule reference_outputs:
 
 rule text_reference:
     input:
+        unpack(labelled_dataset),
         model_dir=model_dir,
         corpus=corpus_if_read,
     output:

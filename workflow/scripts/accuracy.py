@@ -12,7 +12,7 @@ def main() -> None:
     runner = runner_for(wildcards.variant, hardware, snakemake.input.model_dir, snakemake.input.get("onnx"),
                         resolve_threads(params.threads), params.attn_implementation)
     record = accuracy_record(wildcards.variant, snakemake.input.text_reference, runner.outputs,
-                             params.min_relative, hardware.device)
+                             params.min_relative, hardware.device, logits=runner.logits)
     write_json_atomic(snakemake.output.accuracy, {"hardware": hardware.name, "model": wildcards.model, **record})
 
 

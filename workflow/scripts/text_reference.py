@@ -3,7 +3,8 @@ from inference_bench.accuracy import text_reference_stage
 
 
 def main() -> None:
-    text_reference_stage(snakemake.input.model_dir, snakemake.output.reference, max_length=snakemake.params.max_length)
+    text_reference_stage(snakemake.input.model_dir, snakemake.output.reference, max_length=snakemake.params.max_length,
+                         dataset=snakemake.input.get("dataset"))
 
 
 run_logged(main, snakemake.log[0])

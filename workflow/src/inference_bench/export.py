@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from inference_bench.inputs import model_input_names
-from inference_bench.models import load_torch_model
+from inference_bench.models import encoder_outputs, is_classifier, load_torch_model
 from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
-from inference_bench.reference import OUTPUT_NAME, load_reference
+from inference_bench.reference import LOGITS_NAME, OUTPUT_NAME, load_reference
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def export_onnx(
     feeds, _ = load_reference(reference_path)
     example = tuple(torch.from_numpy(feeds[name]) for name in names)
     positional = _PositionalEncoder(model, names)
+    outputs = [OUTPUT_NAME, LOGITS_NAME] if is_classifier(model) else [OUTPUT_NAME]
+    dynamic_outputs = {OUTPUT_NAME: {0: "batch", 1: "sequence"}, LOGITS_NAME: {0: "batch"}}
 
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +54,9 @@ def export_onnx(
                 example,
                 str(onnx_path),
                 input_names=names,
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, OUTPUT_NAME]},
+                output_names=outputs,
+                dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names},
+                              **{name: dynamic_outputs[name] for name in outputs}},
                 opset_version=opset,
                 do_constant_folding=True,
                 dynamo=False,
@@ -65,7 +68,7 @@ def export_onnx(
                 positional,
                 example,
                 input_names=names,
-                output_names=[OUTPUT_NAME],
+                output_names=outputs,
                 # One spec per tensor of the wrapper's *tensors argument.
                 dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
                 opset_version=opset,
@@ -86,7 +89,8 @@ POSITIONS_AFTER_PADDING_IDX = frozenset({"roberta", "xlm-roberta", "camembert"})
 
 
 class _PositionalEncoder(torch.nn.Module):
-    """Takes the inputs positionally (as the TorchScript exporter wants) and returns the last hidden state.
+    """Takes the inputs positionally (as the TorchScript exporter wants) and returns the last hidden state
+    (and a classifier's logits, as a second output).
 
     RoBERTa-style models number positions from padding_idx + 1. For those, the wrapper drops the first
     padding_idx + 1 rows of the position table (in place, on the model loaded for export) and feeds
@@ -104,18 +108,20 @@ class _PositionalEncoder(torch.nn.Module):
         self.max_sequence_length = int(config.max_position_embeddings)
         self.explicit_positions = config.model_type in POSITIONS_AFTER_PADDING_IDX
         if self.explicit_positions:
-            table = model.embeddings.position_embeddings
+            embeddings = model.base_model.embeddings
+            table = embeddings.position_embeddings
             first = int(config.pad_token_id) + 1
-            model.embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
+            embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(
                 table.weight.detach()[first:].clone(), freeze=True
             )
             self.max_sequence_length = table.num_embeddings - first
             positions = torch.arange(self.max_sequence_length, dtype=torch.long).unsqueeze(0)
             self.register_buffer("position_ids", positions, persistent=False)
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         inputs = dict(zip(self.names, tensors))
         if self.explicit_positions:
             inputs["position_ids"] = self.position_ids[:, : tensors[0].shape[1]]
-        return self.model(**inputs, return_dict=True).last_hidden_state
+        hidden, logits = encoder_outputs(self.model, inputs)
+        return hidden if logits is None else (hidden, logits)
 

@@ -35,6 +35,13 @@ class ModelSourceError(PipelineError, RuntimeError):
     """The configured model cannot be obtained; the message says which model and what to do."""
 
 
+#: What the model is for: sentence embeddings from its last hidden state (the encoder alone), or a label per
+#: text from a classification head on top of it (AutoModelForSequenceClassification).
+Task = Literal["feature-extraction", "sequence-classification"]
+TASKS: tuple[Task, ...] = ("feature-extraction", "sequence-classification")
+CLASSIFICATION: Task = "sequence-classification"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of `models:` in the config."""
@@ -47,6 +54,8 @@ class ModelSpec:
     model_type: str | None = None
     config_overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    task: Task = "feature-extraction"
+    num_labels: int = 2  # random classifiers only: a checkpoint's head says how many labels it has
 
     def __post_init__(self) -> None:
         if self.source == "hub" and not self.hub_id:
@@ -55,6 +64,8 @@ class ModelSpec:
             raise ModelSourceError(f"model {self.name!r}: source 'local' needs 'path'")
         if self.source == "random" and not self.model_type:
             raise ModelSourceError(f"model {self.name!r}: source 'random' needs 'model_type'")
+        if self.task not in TASKS:
+            raise ModelSourceError(f"model {self.name!r}: unknown task {self.task!r}; known: {', '.join(TASKS)}")
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> "ModelSpec":
@@ -118,11 +129,13 @@ def prepare_model_dir(spec: ModelSpec, out_dir: str | Path) -> Path:
         _copy_allowed_files(snapshot, out)
         origin = {"hub_id": spec.hub_id, "revision": spec.revision, "resolved_snapshot": snapshot.name}
     _require_weights(out, spec)
-    write_manifest(out, {"name": spec.name, "source": spec.source, **origin})
+    write_manifest(out, {"name": spec.name, "source": spec.source, **origin}, task=spec.task)
+    if spec.task == CLASSIFICATION:
+        load_torch_model(out)  # a checkpoint without a classification head is refused now, not at export
     return out
 
 
-def write_manifest(model_dir: Path, origin: dict[str, Any]) -> None:
+def write_manifest(model_dir: Path, origin: dict[str, Any], task: Task = "feature-extraction") -> None:
     """sha256 of every file, where it came from, and the architecture facts read from its config."""
     from transformers import AutoConfig
 
@@ -134,7 +147,14 @@ def write_manifest(model_dir: Path, origin: dict[str, Any]) -> None:
     for name in files:
         respect_umask(model_dir / name)
     facts = ArchitectureFacts.from_hf_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
-    write_json_atomic(model_dir / MANIFEST_NAME, {"origin": origin, "architecture": asdict(facts), "files": files})
+    write_json_atomic(model_dir / MANIFEST_NAME,
+                      {"origin": origin, "task": task, "architecture": asdict(facts), "files": files})
+
+
+def model_task(model_dir: str | Path) -> Task:
+    """The task download_model recorded for this model (feature extraction for a manifest without one)."""
+    manifest = Path(model_dir) / MANIFEST_NAME
+    return read_json(manifest).get("task", "feature-extraction") if manifest.is_file() else "feature-extraction"
 
 
 def random_model_config(spec: ModelSpec) -> Any:
@@ -188,7 +208,13 @@ def _save_random_model(spec: ModelSpec, out: Path) -> None:
 
     config = random_model_config(spec)
     torch.manual_seed(spec.seed)
-    model = AutoModel.from_config(config)
+    if spec.task == CLASSIFICATION:
+        from transformers import AutoModelForSequenceClassification
+
+        config.num_labels = spec.num_labels
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModel.from_config(config)
     model.save_pretrained(out, safe_serialization=True)
     log.info("random %s weights (seed %d) saved to %s", spec.model_type, spec.seed, out)
 
@@ -291,11 +317,33 @@ def verify_model_dir(model_dir: str | Path) -> None:
 
 
 def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager") -> Any:
-    """The encoder (no task head) in eval mode, from safetensors only, after checking it against its manifest."""
-    from transformers import AutoModel
+    """The model in eval mode, from safetensors only, after checking it against its manifest: the encoder
+    alone, or for a classification model the encoder with its head (refused when the checkpoint has none:
+    transformers would fill a missing head with random weights, and every label it gave would be noise)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     verify_model_dir(model_dir)
-    model = AutoModel.from_pretrained(
-        model_dir, attn_implementation=attn_implementation, use_safetensors=True, trust_remote_code=False
-    )
+    classifier = model_task(model_dir) == CLASSIFICATION
+    loader = AutoModelForSequenceClassification if classifier else AutoModel
+    model, info = loader.from_pretrained(model_dir, attn_implementation=attn_implementation, use_safetensors=True,
+                                         trust_remote_code=False, output_loading_info=True)
+    if classifier:
+        missing = [key for key in info.get("missing_keys", ()) if not key.startswith(model.base_model_prefix + ".")]
+        if missing:
+            raise ModelSourceError(
+                f"{model_dir} is configured as task: sequence-classification, but its checkpoint has no classification "
+                f"head ({', '.join(sorted(missing)[:4])} missing): use a fine-tuned checkpoint, or task: "
+                f"feature-extraction")
     return model.eval()
+
+
+def is_classifier(model: Any) -> bool:
+    return getattr(model, "base_model", model) is not model
+
+
+def encoder_outputs(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any | None]:
+    """(last hidden state, logits or None) of a model load_torch_model made, for the same inputs."""
+    if is_classifier(model):
+        out = model(**inputs, output_hidden_states=True, return_dict=True)
+        return out.hidden_states[-1], out.logits
+    return model(**inputs, return_dict=True).last_hidden_state, None

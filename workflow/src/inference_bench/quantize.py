@@ -163,7 +163,8 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
     """A function scoring a candidate ONNX file against `onnx_fp32` on the calibration set, and the score's
     name: for text, the accuracy stage's task metric (Spearman correlation of pairwise sentence
     similarities); otherwise the parity gate's minimum per-token cosine."""
-    from inference_bench.accuracy import TASK_METRIC, agreement, embed
+    from inference_bench.accuracy import LABEL_AGREEMENT, TASK_METRIC, agreement, embed, predict
+    from inference_bench.reference import LOGITS_NAME
     from inference_bench.ort_session import make_session, run_once
     from inference_bench.parity import compare_hidden_states
 
@@ -171,6 +172,15 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
         session = make_session(path)
         return lambda feeds: np.asarray(run_once(session, feeds), dtype=np.float32)
 
+    if calibration.text and _has_logits(onnx_fp32):
+        # A classifier: the share of calibration texts given FP32's label, as the accuracy stage judges it.
+        def labels_of(path: str | Path) -> np.ndarray:
+            session = make_session(path)
+            return predict(lambda feeds: session.run([LOGITS_NAME], _declared(session, feeds))[0],
+                           calibration.feeds).argmax(axis=1)
+
+        reference_labels = labels_of(onnx_fp32)
+        return (lambda path: float(np.mean(labels_of(path) == reference_labels))), LABEL_AGREEMENT
     if calibration.text:
         reference = embed(outputs_of(onnx_fp32), calibration.feeds)
         return (lambda path: agreement(reference, embed(outputs_of(path), calibration.feeds))[TASK_METRIC]), TASK_METRIC
@@ -178,6 +188,19 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
     reference_hidden = outputs_of(onnx_fp32)(calibration.feeds)
     return (lambda path: compare_hidden_states(reference_hidden, outputs_of(path)(calibration.feeds),
                                                mask).min_token_cosine), "min_token_cosine"
+
+
+def _has_logits(onnx_path: str | Path) -> bool:
+    import onnx
+
+    from inference_bench.reference import LOGITS_NAME
+
+    return LOGITS_NAME in {o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output}
+
+
+def _declared(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = {i.name for i in session.get_inputs()}
+    return {k: v for k, v in feeds.items() if k in names}
 
 
 # --- accuracy-aware mixed precision ------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import numpy as np
 from inference_bench.artifacts import atomic_path
 
 OUTPUT_NAME = "last_hidden_state"
+#: A classification model's second output.
+LOGITS_NAME = "logits"
 _INPUT_PREFIX = "input:"
 
 
@@ -23,13 +25,13 @@ def compute_reference(model_dir: str | Path, reference_path: str | Path, seed: i
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from inference_bench.inputs import model_input_names, parity_inputs
-    from inference_bench.models import ArchitectureFacts, load_torch_model
+    from inference_bench.models import ArchitectureFacts, encoder_outputs, load_torch_model
 
     model = load_torch_model(model_dir, attn_implementation="eager")
     names = model_input_names(model)
     feeds = parity_inputs(model_dir, ArchitectureFacts.from_hf_config(model.config), names, seed=seed)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        output = model(**{name: torch.from_numpy(feeds[name]) for name in names}).last_hidden_state.numpy()
+        output = encoder_outputs(model, {name: torch.from_numpy(feeds[name]) for name in names})[0].numpy()
     save_reference(reference_path, feeds, output)
 
 

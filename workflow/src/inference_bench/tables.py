@@ -75,9 +75,9 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: "–" if pd.isna(v) else f"{v:.6f}")
     table["% of peak"] = shown["share_of_peak"].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
     if "accuracy_relative" in shown and shown["accuracy_relative"].notna().any():
-        table["accuracy vs FP32"] = [accuracy_text(value, passed, worst) for value, passed, worst in
+        table["accuracy vs FP32"] = [accuracy_text(*values) for values in
                                      zip(shown["accuracy_relative"], shown["accuracy_passed"],
-                                         shown["sentence_cosine_min"])]
+                                         shown["sentence_cosine_min"], shown["accuracy_metric"])]
     if "status" in shown and (shown["status"] != "ok").any():
         table["min cosine"] = [
             f"**failed**: {reason}" if status != "ok" else cosine
@@ -110,12 +110,18 @@ def speedup_text(value: float, low: float, high: float, verdict: Any, paired: An
     return f"{value:.2f}×{interval}{mark}"
 
 
-def accuracy_text(relative: float, passed: Any, worst_cosine: float) -> str:
-    """`0.9987 (worst sentence 0.9991)`; below the gate in bold."""
+def accuracy_text(relative: float, passed: Any, worst_cosine: float, metric: Any = None) -> str:
+    """`0.9987 (worst sentence 0.9991)` for an encoder, `0.9950 (label agreement)` for a classifier; below the
+    gate in bold."""
     if pd.isna(relative):
         return "–"
-    text = f"{relative:.4f} (worst sentence {worst_cosine:.4f})"
+    detail = _METRIC_WORDS.get(metric) if isinstance(metric, str) else None
+    text = f"{relative:.4f} ({detail or f'worst sentence {worst_cosine:.4f}'})"
     return text if passed is None or pd.isna(passed) or bool(passed) else f"**below gate**: {text}"
+
+
+#: How a classifier's task metric reads in the table.
+_METRIC_WORDS = {"label_agreement": "label agreement", "dataset_accuracy": "labelled-file accuracy / FP32's"}
 
 
 def summary_markdown(summary: pd.DataFrame, environment: dict[str, Any]) -> str:

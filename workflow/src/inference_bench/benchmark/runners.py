@@ -19,6 +19,9 @@ class Runner(Protocol):
     def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Last hidden state as FP32 on the host."""
 
+    def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+        """A classification model's logits as FP32 on the host; None for an encoder without a head."""
+
     def timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
         """A call with inputs already on the device that returns once the device is done."""
 
@@ -39,7 +42,7 @@ class TorchRunner:
     ) -> None:
         import torch
 
-        from inference_bench.models import load_torch_model
+        from inference_bench.models import is_classifier, load_torch_model
 
         if variant.engine != "torch":
             raise ValueError(f"{variant.name} is not a PyTorch variant")
@@ -49,6 +52,7 @@ class TorchRunner:
         self.device = torch.device(device)
         model = load_torch_model(model_dir, attn_implementation=attn_implementation)
         model = model.to(device=self.device, dtype=getattr(torch, variant.torch_dtype))
+        self.classifier = is_classifier(model)
         self.model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         # Shapes are fixed within a job, so compile without dynamic shapes: the parity batch and the
         # timed batch each compile once, the second during warm-up.
@@ -59,10 +63,18 @@ class TorchRunner:
     def _to_device(self, feeds: dict[str, np.ndarray]) -> dict:
         return {k: self._torch.from_numpy(v).to(self.device) for k, v in feeds.items()}
 
-    def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         with self._torch.inference_mode():
-            hidden = self.model(**self._to_device(feeds)).last_hidden_state
-        return hidden.float().cpu().numpy()
+            out = self.model(**self._to_device(feeds), output_hidden_states=self.classifier, return_dict=True)
+        hidden = out.hidden_states[-1] if self.classifier else out.last_hidden_state
+        logits = out.logits.float().cpu().numpy() if self.classifier else None
+        return hidden.float().cpu().numpy(), logits
+
+    def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self._run(feeds)[0]
+
+    def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+        return self._run(feeds)[1]
 
     def timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
         torch = self._torch
@@ -118,11 +130,24 @@ class OrtRunner:
         finally:
             del plain
 
+    def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+        from inference_bench.ort_session import make_session
+        from inference_bench.reference import LOGITS_NAME
+
+        if LOGITS_NAME not in {output.name for output in self.session.get_outputs()}:
+            return None
+        session = self.session if not self._cuda_graph else make_session(
+            self._path, providers=self._providers, threads=self._threads)
+        declared = {i.name for i in session.get_inputs()}
+        logits = session.run([LOGITS_NAME], {k: v for k, v in feeds.items() if k in declared})[0]
+        return np.asarray(logits, dtype=np.float32)
+
     def timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
         feeds = {name: feeds[name] for name in self.input_names}
         if not self.on_cuda:
-            session, output = self.session, [self.output_name]
-            return lambda: session.run(output, feeds)
+            # Every output, as PyTorch computes every output (a classifier's logits beside the hidden state).
+            session, outputs = self.session, [output.name for output in self.session.get_outputs()]
+            return lambda: session.run(outputs, feeds)
         from inference_bench.ort_session import cuda_bound_call
 
         shapes = None
