@@ -28,9 +28,11 @@ def test_minimal_config_fills_every_section():
     }
     validate_config(config, SCHEMA)
     assert config["hardware"] == "cpu"
-    assert config["benchmark"]["batch_sizes"] == [1, 16, 32]
+    assert config["benchmark"]["batch_sizes"] == [1, 32] and config["benchmark"]["sequence_lengths"] == [16, 128]
     assert config["parity"]["int8"]["min_cosine"] == 0.9  # a floor: the accuracy gate decides
-    assert config["accuracy"] == {"max_length": 512, "min_relative": 0.99}
+    assert config["accuracy"] == {"max_length": 512, "min_relative": 0.99, "dataset": None}
+    assert config["int8"] == {"per_channel": True, "reduce_range": False, "calibration_method": "minmax",
+                              "mixed_base": "dynamic", "mixed_margin": 0.002}
     assert config["benchmark"]["rounds"] == 3 and config["regression"]["against"] == "HEAD"
     assert config["models"][0]["source"] == "random"
 

@@ -74,7 +74,14 @@ wildcard_constraints:
 
 
 def model_spec(wildcards):
-    return MODELS[wildcards.model]
+    """The model's entry, less what cannot change its files (a head's size, unless it is a random classifier):
+    the download's params, so that a change to a key that matters, and only that, makes the model again."""
+    entry = dict(MODELS[wildcards.model])
+    if entry.get("task") != "sequence-classification" or entry.get("source") != "random":
+        entry.pop("num_labels", None)
+    if entry.get("task") == "feature-extraction":
+        entry.pop("task")  # the default, as entries written before `task` existed mean it
+    return entry
 
 
 def model_source_files(wildcards):

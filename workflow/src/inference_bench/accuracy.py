@@ -284,7 +284,7 @@ def accuracy_record(variant: str, reference_path: str | Path, outputs: Callable[
         truth = reference.dataset.labels
         predicted = predict(logits, reference.dataset.feeds).argmax(axis=1)
         fp32 = float(np.mean(reference.dataset_logits.argmax(axis=1) == truth))
-        metrics |= {"dataset_rows": int(len(truth)), DATASET_ACCURACY: float(np.mean(predicted == truth)),
+        metrics |= {"dataset_rows": len(truth), DATASET_ACCURACY: float(np.mean(predicted == truth)),
                     "dataset_accuracy_fp32": fp32}
         task_metric = DATASET_ACCURACY
         relative = metrics[DATASET_ACCURACY] / fp32 if fp32 > 0 else float("nan")

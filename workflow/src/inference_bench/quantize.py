@@ -164,9 +164,9 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
     name: for text, the accuracy stage's task metric (Spearman correlation of pairwise sentence
     similarities); otherwise the parity gate's minimum per-token cosine."""
     from inference_bench.accuracy import LABEL_AGREEMENT, TASK_METRIC, agreement, embed, predict
-    from inference_bench.reference import LOGITS_NAME
     from inference_bench.ort_session import make_session, run_once
     from inference_bench.parity import compare_hidden_states
+    from inference_bench.reference import LOGITS_NAME
 
     def outputs_of(path: str | Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         session = make_session(path)
