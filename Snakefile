@@ -9,6 +9,10 @@ include: "workflow/rules/config_files.smk"
 configfile: "config/config.yaml"
 
 
+# `snakemake --report report.html` after a run: every chart and summary with its caption, on one page.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/benchmark.smk"

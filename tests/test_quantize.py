@@ -22,13 +22,14 @@ def _ops(path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
 
 
-@pytest.mark.parametrize(("recipe", "mixed_base"), [("dynamic", None), ("static", None), ("mixed", "dynamic"),
-                                                    ("mixed", "static")])
-def test_each_recipe_makes_a_gated_int8_file_with_its_settings(tiny_exports, tmp_path, recipe, mixed_base):
+@pytest.mark.parametrize(("recipe", "mixed_base", "method"), [
+    ("dynamic", None, "minmax"), ("static", None, "minmax"), ("static", None, "entropy"),
+    ("static", None, "percentile"), ("mixed", "dynamic", "minmax"), ("mixed", "static", "minmax")])
+def test_each_recipe_makes_a_gated_int8_file_with_its_settings(tiny_exports, tmp_path, recipe, mixed_base, method):
     paths = tiny_exports["bert"]
     out = tmp_path / f"{recipe}.onnx"
     int8_stage(paths["onnx"], out, paths["reference"], per_channel=True, reduce_range=False, tolerance=INT8_FLOOR,
-               recipe=recipe, model_dir=paths["model_dir"], calibration_method="minmax",
+               recipe=recipe, model_dir=paths["model_dir"], calibration_method=method,
                mixed_base=mixed_base or "dynamic")
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["recipe"] == recipe and sidecar["parity"]["min_token_cosine"] > 0.99
@@ -36,7 +37,7 @@ def test_each_recipe_makes_a_gated_int8_file_with_its_settings(tiny_exports, tmp
     if "static" in (recipe, mixed_base):
         # QDQ around the weight MatMuls, activation ranges fixed ahead of time: no run-time quantization.
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
-        assert sidecar["calibration_method"] == "minmax" and "random token ids" in sidecar["calibration"]
+        assert sidecar["calibration_method"] == method and "random token ids" in sidecar["calibration"]
     else:
         assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
     if recipe == "mixed":
@@ -158,3 +159,16 @@ def test_when_no_mix_reaches_the_gate_the_stage_fails_naming_it(tiny_exports, tm
         int8_stage(paths["onnx"], out, paths["reference"], per_channel=True, reduce_range=False,
                    tolerance=INT8_FLOOR, recipe="mixed", model_dir=paths["model_dir"])
     assert not out.with_suffix(".json").exists()
+
+
+def test_histogram_methods_calibrate_on_batches_of_one_shape():
+    """Entropy and percentile stack every batch's activations: texts of many lengths must come as one shape."""
+    lengths = [3, 40, 7, 128, 90, 12, 64, 5, 100, 33]
+    mask = np.zeros((len(lengths), 128), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1
+    calibration = quantize.CalibrationSet({"input_ids": mask * 7, "attention_mask": mask}, True, "test")
+    assert len({batch["input_ids"].shape for batch in calibration.batches(4)}) > 1  # minmax: cut by length
+    uniform = calibration.uniform_batches(4)
+    assert [batch["input_ids"].shape for batch in uniform] == [(4, 128), (4, 128)]  # the remainder dropped
+    assert len(calibration.uniform_batches(16)) == 1 and calibration.uniform_batches(16)[0]["input_ids"].shape[0] == 10

@@ -183,7 +183,7 @@ def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkey
 
 
 def test_a_target_inside_the_interval_is_within_noise_not_missed():
-    from inference_bench.readme import _met_text, _measured_text
+    from inference_bench.readme import _measured_text, _met_text
 
     target = Target("cpu", "ort-fp32", 1, 128, "speedup_vs_pytorch", 2.3)
     summary = summarize([record("pytorch", 1, 60.0), record("ort-fp32", 1, 27.0)])
@@ -195,3 +195,21 @@ def test_a_target_inside_the_interval_is_within_noise_not_missed():
     summary["speedup_ci_high"] = 2.25  # the whole interval below: a miss
     (row,) = evaluate_targets(summary, [target])
     assert not row["undecided"] and _met_text(row).startswith("no (96.")
+
+
+def test_with_an_experiments_page_other_models_go_there(two_tags, tmp_path):
+    other = tmp_path / "results" / "cpu" / "experiment" / "summary.csv"
+    other.parent.mkdir(parents=True)
+    other.write_text(two_tags[0].read_text().replace(",m,", ",experiment,"))
+    draw_charts(two_tags[:1], "m", tmp_path / "images" / "m")
+    readme, page = tmp_path / "README.md", tmp_path / "config" / "experiments" / "README.md"
+    readme.write_text(f"intro\n{START}\n{END}\n")
+    page.parent.mkdir(parents=True)
+    page.write_text(f"why each experiment\n{START}\n{END}\n")
+    targets = [_target("ort-int8", 1, seq=512, minimum=1.5)]
+    assert update_readme(readme, [*two_tags, other], ["m"], targets)
+    front, experiments = readme.read_text(), page.read_text()
+    assert "### m" in front and "### experiment" not in front and "](images/m/speedup.png)" in front
+    assert "### experiment" in experiments and "### m\n" not in experiments
+    assert experiments.startswith("why each experiment\n") and "no matching row" not in experiments
+    assert not update_readme(readme, [*two_tags, other], ["m"], targets)  # a second pass changes nothing

@@ -113,3 +113,11 @@ def test_a_worker_that_crashes_stops_the_comparison_with_its_log(tiny_exports, t
     with pytest.raises(WorkerError, match=rf"timing ort-fp32 \(round 1\) exited with code 1; its traceback is in {log}"):
         run_comparison(Comparison(jobs=(_job(paths, "ort-fp32", not_onnx),), rounds=2), log_path=str(log))
     assert "Traceback" in log.read_text()
+
+
+def test_a_progress_line_says_how_far_and_how_long_is_left():
+    from inference_bench.benchmark.rounds import progress_line
+
+    line = progress_line("m batch 32, sequence 128 (7 variants)", 1, 3, 40.0)
+    assert line == "m batch 32, sequence 128 (7 variants): round 1 of 3 done, 40 s, about 1 min 20 s left"
+    assert progress_line("m", 3, 3, 130.4).endswith("round 3 of 3 done, 2 min 10 s, about 0 s left")

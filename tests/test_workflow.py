@@ -166,3 +166,48 @@ def test_a_second_tag_joins_the_charts_and_the_readme(finished_run):
     assert "images/tiny-distilbert/hardware.png" in readme
     assert hardware_chart.read_bytes() != before
     assert (finished_run / "results/gpu-sim/tiny-distilbert/summary.csv").exists()
+
+
+def test_the_html_report_holds_every_chart_and_table_with_its_caption(finished_run):
+    """`snakemake --report report.html` after a run: one self-contained page with each chart and summary."""
+    from inference_bench import layout
+
+    snakemake(finished_run, "--report", "report.html")
+    page = (finished_run / "report.html").read_text()
+    assert len(page) > 100_000  # the images are inside the page, not linked
+    for chart in layout.CHARTS:
+        assert f"{chart}.png" in page, chart
+    for caption in ("paired within one comparison", "calibration job measured on this machine",
+                    "one minus the task metric", "What measured these numbers"):
+        assert caption in page, caption
+    assert "summary.csv" in page and "environment.json" in page
+    assert "interleaved" in page  # the workflow's own description, with the config's rounds filled in
+
+
+def test_the_terminal_shows_the_pipelines_own_lines_and_the_log_keeps_the_rest(tmp_path):
+    import logging
+    import sys
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    import _common
+
+    log_file = tmp_path / "job.log"
+
+    def job() -> None:
+        logging.getLogger("inference_bench.stages").info("fused 6 attention layers")
+        logging.getLogger("onnxruntime.quantization").warning("Please consider pre-processing")
+        warnings.warn("the float32 number 1e-09 will be truncated to 1e-07", UserWarning, stacklevel=1)
+
+    import io
+    terminal = io.StringIO()
+    real_stderr, sys.stderr = sys.stderr, terminal
+    try:
+        _common.run_logged(job, str(log_file))
+    finally:
+        sys.stderr = real_stderr
+        logging.getLogger().handlers.clear()
+    shown, kept = terminal.getvalue(), log_file.read_text()
+    assert "fused 6 attention layers" in shown
+    assert "pre-processing" not in shown and "truncated" not in shown
+    assert "pre-processing" in kept and "truncated" in kept and "fused 6 attention layers" in kept

@@ -441,6 +441,14 @@ def chart_files():
     return expand(layout.CHART, model=MODELS, chart=layout.CHARTS)
 
 
+def chart_report_items():
+    """The charts as items of `snakemake --report report.html`, one category per model, each with its caption
+    (workflow/report/<chart>.rst)."""
+    return [report(layout.CHART.format(model=model, chart=chart), caption=f"../report/{chart}.rst",
+                   category=model, labels={"model": model, "chart": chart})
+            for model in MODELS for chart in layout.CHARTS]
+
+
 if REPORT_ONLY:
     _missing = [path for path in summaries_of_this_run() if not Path(path).exists()]
     if _missing:

@@ -15,10 +15,12 @@ if not REPORT_ONLY:
         input:
             unpack(aggregate_inputs),
         output:
-            summary=layout.SUMMARY,
+            summary=report(layout.SUMMARY, caption="../report/summary.rst", category="Tables",
+                           labels={"model": "{model}", "hardware": "{hardware}", "table": "summary"}),
             artifacts=layout.ARTIFACT_TABLE,
             markdown=layout.SUMMARY_MARKDOWN,
-            environment=layout.ENVIRONMENT,
+            environment=report(layout.ENVIRONMENT, caption="../report/environment.rst", category="Tables",
+                               labels={"model": "{model}", "hardware": "{hardware}", "table": "environment"}),
         log:
             layout.log_path("{hardware}", "{model}", "aggregate"),
         params:
@@ -36,7 +38,7 @@ rule charts:
         summaries=summaries_of_this_run() + summaries_of_other_tags(),
         beside=files_beside(summaries_of_this_run() + summaries_of_other_tags()),
     output:
-        charts=chart_files(),
+        charts=chart_report_items(),
     log:
         layout.log_path("charts"),
     params:

@@ -27,13 +27,26 @@ def use_this_checkout() -> None:
 use_this_checkout()
 
 
+#: Loggers whose INFO lines the terminal shows: the pipeline's own. Other libraries' records, and Python
+#: warnings (onnxconverter-common's FP16 truncation notes, the exporters' deprecations), go to the job's log
+#: only, unless they are errors.
+_OWN_LOGGERS = ("workflow", "inference_bench")
+
+
+def _for_the_terminal(record: logging.LogRecord) -> bool:
+    own = record.name.split(".")[0] in _OWN_LOGGERS and getattr(record, "terminal", True)
+    return record.levelno >= logging.ERROR or (own and record.levelno >= logging.INFO)
+
+
 def run_logged(main: Callable[[], None], log_path: str | None) -> None:
-    """Run `main` with INFO logging (and warnings) to `log_path` and stderr. A PipelineError (a cause the
-    user can fix) is printed as one line, the traceback going to the log only; anything else is logged with
-    its traceback and raised."""
+    """Run `main` with INFO logging (and warnings) to `log_path`, and the pipeline's own lines and every
+    error to stderr. A PipelineError (a cause the user can fix) is printed as one line, the traceback going
+    to the log only; anything else is logged with its traceback and raised."""
     from inference_bench.errors import PipelineError
 
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.addFilter(_for_the_terminal)
+    handlers: list[logging.Handler] = [terminal]
     file_handler = None
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)

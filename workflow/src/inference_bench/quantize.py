@@ -35,6 +35,10 @@ Recipe = Literal["dynamic", "static", "mixed"]
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 CALIBRATION_METHODS: tuple[CalibrationMethod, ...] = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 16
+#: The histogram methods keep every batch's activations at one width: texts are cut to this many tokens and
+#: cut in batches of HISTOGRAM_BATCH rows, which bounds their memory on long texts.
+HISTOGRAM_WIDTH = 128
+HISTOGRAM_BATCH = 8
 
 #: Fused contrib ops (Attention, SkipLayerNormalization) carry no type information ONNX shape inference
 #: understands; without this default the quantizer cannot type their outputs.
@@ -136,6 +140,22 @@ class CalibrationSet:
         from inference_bench.accuracy import length_batches
 
         return [batch for _, batch in length_batches(self.feeds, size)]
+
+    def uniform_batches(self, size: int = HISTOGRAM_BATCH) -> list[dict[str, np.ndarray]]:
+        """Batches of one shape (every row padded to the longest, a remainder of rows dropped): onnxruntime's
+        histogram calibrators (entropy, percentile) stack every batch's activations into one array."""
+        rows = max(size, len(self.feeds["attention_mask"]) // size * size)
+        return [{name: value[start : start + size] for name, value in self.feeds.items()}
+                for start in range(0, min(rows, len(self.feeds["attention_mask"])), size)]
+
+
+def calibration_batches(calibration_for: Callable[[int], CalibrationSet], method: CalibrationMethod,
+                        max_length: int) -> list[dict[str, np.ndarray]]:
+    """What `method` calibrates on: batches of similar length for minmax, batches of one shape (texts cut to
+    HISTOGRAM_WIDTH tokens) for the histogram methods."""
+    if method == "minmax":
+        return calibration_for(max_length).batches()
+    return calibration_for(min(max_length, HISTOGRAM_WIDTH)).uniform_batches()
 
 
 def calibration_set(model_dir: str | Path, input_names: list[str], max_length: int, seed: int) -> CalibrationSet:

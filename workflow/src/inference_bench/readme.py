@@ -28,19 +28,27 @@ class MarkerError(PipelineError, ValueError):
     """The README lacks the marker comments, or has them out of order."""
 
 
+#: Where the tables of models outside this run's config (config/experiments/) are written, beside the text
+#: that says why each experiment was run; the README keeps this run's models, up front.
+EXPERIMENTS_PAGE = Path("config/experiments/README.md")
+
+
 def results_section(
     summary_paths: Sequence[str | Path],
     models: Sequence[str],
     targets: Sequence[Target] = (),
     root: Path = Path("."),
+    others: bool = True,
+    link_prefix: str = "",
 ) -> str:
-    """A block per model: this run's `models` first, then any other model that has a summary. Charts are
-    linked where they exist under `root` (the README's folder). A target of this run's models with no
+    """A block per model: this run's `models` first, then (with `others`) any other model that has a
+    summary. Charts are linked where they exist under `root` (the project's folder), each link prefixed with
+    `link_prefix` (the way from the page's folder to the project's). A target of this run's models with no
     matching row says so; other models show only the targets they have rows for."""
     keyed = [(layout.parse_summary_path(p), Path(p)) for p in summary_paths]
-    others = sorted({key.model for key, _ in keyed} - set(models))
+    rest = sorted({key.model for key, _ in keyed} - set(models)) if others else []
     parts: list[str] = []
-    for model in [*models, *others]:
+    for model in [*models, *rest]:
         paths = sorted((key.hardware, path) for key, path in keyed if key.model == model)
         if not paths:
             continue
@@ -54,7 +62,8 @@ def results_section(
             if (chart != "hardware" or len(paths) > 1) and (root / layout.CHART.format(model=model, chart=chart)).exists()
         ]
         if charts:
-            parts.append(" ".join(f"![{c}]({layout.CHART.format(model=model, chart=c)})" for c in charts) + "\n")
+            parts.append(" ".join(f"![{c}]({link_prefix}{layout.CHART.format(model=model, chart=c)})"
+                                  for c in charts) + "\n")
     return "\n".join(parts)
 
 
@@ -232,10 +241,22 @@ def update_readme(
     models: Sequence[str],
     targets: Sequence[Target] = (),
 ) -> bool:
-    """Rewrite the results section; True when the file changed."""
+    """Rewrite the README's results section with this run's models, and the experiments page's (when the
+    project has one) with every other model's; True when a file changed."""
     path = Path(readme_path)
+    page = path.parent / EXPERIMENTS_PAGE
+    changed = _rewrite(path, results_section(summary_paths, models, targets, root=path.parent,
+                                             others=not page.exists()))
+    if page.exists():
+        experiments = [p for p in summary_paths if layout.parse_summary_path(p).model not in set(models)]
+        prefix = "../" * len(EXPERIMENTS_PAGE.parent.parts)
+        changed |= _rewrite(page, results_section(experiments, [], targets, root=path.parent, link_prefix=prefix))
+    return changed
+
+
+def _rewrite(path: Path, section: str) -> bool:
     old = path.read_text()
-    new = splice(old, results_section(summary_paths, models, targets, root=path.parent))
+    new = splice(old, section)
     if new != old:
         write_text_atomic(path, new)
     return new != old

@@ -180,12 +180,19 @@ def int8_stage(
         return
     if model_dir is None:
         raise ValueError(f"the {recipe} INT8 recipe needs the model directory for its calibration set")
-    calibration = quantize.calibration_set(model_dir, _graph_inputs(onnx_in), max_length, seed + 1)
+    inputs = _graph_inputs(onnx_in)
+    calibration = quantize.calibration_set(model_dir, inputs, max_length, seed + 1)
     settings["calibration"] = calibration.description
+
+    def static_batches() -> list[dict[str, Any]]:
+        return quantize.calibration_batches(lambda length: quantize.calibration_set(model_dir, inputs, length,
+                                                                                    seed + 1),
+                                            calibration_method, max_length)
+
     if recipe == "static":
         settings["calibration_method"] = calibration_method
         convert = lambda: quantize.quantize_static_int8(
-            onnx_in, onnx_out, calibration.batches(), calibration_method, per_channel, reduce_range)
+            onnx_in, onnx_out, static_batches(), calibration_method, per_channel, reduce_range)
         try:
             _converted_stage(onnx_in, onnx_out, reference, tolerance, convert, stage="quantize_int8", what="INT8",
                              **settings)
@@ -207,7 +214,7 @@ def int8_stage(
     settings["mixed_base"] = mixed_base
     if mixed_base == "static":
         settings["calibration_method"] = calibration_method
-    batches = calibration.batches()
+    batches = static_batches() if mixed_base == "static" else []
 
     def convert() -> None:
         def candidate(keep: Sequence[str], out: Path) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -63,6 +65,10 @@ class Comparison:
             raise ValueError(f"a variant appears twice in {names}")
 
 
+#: `extra=` of a line for the job's log and not the terminal (workflow/scripts/_common.py reads it).
+LOG_ONLY = {"terminal": False}
+
+
 def round_orders(variants: list[str], rounds: int) -> list[list[str]]:
     """The configured order in even rounds, reversed in odd ones."""
     return [list(variants) if index % 2 == 0 else list(reversed(variants)) for index in range(rounds)]
@@ -75,12 +81,14 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
     measured: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     failed: dict[str, dict[str, Any]] = {}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    clock, shape = time.monotonic(), _shape_of(comparison)
     with tempfile.TemporaryDirectory(prefix="comparison-") as scratch:
         for index, order in enumerate(orders):
             for position, name in enumerate(order):
                 if name in failed:
                     continue
-                log.info("round %d/%d, %d/%d: %s", index + 1, len(orders), position + 1, len(order), name)
+                log.info("round %d/%d, %d/%d: %s", index + 1, len(orders), position + 1, len(order), name,
+                         extra=LOG_ONLY)
                 job = replace(jobs[name], check_parity=index == 0)
                 record = _run_worker(job, comparison.config_for_hash, Path(scratch), index, log_path)
                 if record.get("status", "ok") != "ok":
@@ -89,6 +97,7 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
                 if index:
                     record.pop("environment", None)  # the first round's describes them all
                 measured[name].append({**record, "round": index, "position": position})
+            log.info("%s", progress_line(shape, index + 1, len(orders), time.monotonic() - clock))
     return {
         "comparison_id": uuid.uuid4().hex[:12],
         "started": started,
@@ -97,6 +106,24 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
         "variants": {name: ({"failed": failed[name]} if name in failed else {"rounds": measured[name]})
                      for name in jobs},
     }
+
+
+def _shape_of(comparison: Comparison) -> str:
+    job = comparison.jobs[0]
+    return f"{job.model} batch {job.batch_size}, sequence {job.sequence_length} ({len(comparison.jobs)} variants)"
+
+
+def progress_line(shape: str, done: int, rounds: int, elapsed_s: float) -> str:
+    """`<shape>: round 2 of 3 done, 1 min 10 s, about 35 s left` (the rounds so far, extrapolated)."""
+    left = elapsed_s / done * (rounds - done) if done else float("nan")
+    return f"{shape}: round {done} of {rounds} done, {_duration(elapsed_s)}, about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "?"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _run_worker(job: BenchmarkJob, config_for_hash: Any, scratch: Path, index: int,

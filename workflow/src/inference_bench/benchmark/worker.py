@@ -27,8 +27,17 @@ def run_round(job_path: str | Path, out_path: str | Path) -> None:
     write_json_atomic(out_path, record)
 
 
+def _terminal_worthy(record: logging.LogRecord) -> bool:
+    """On the terminal, a round shows only what goes wrong: warnings of the pipeline's own, and errors; its
+    progress and every library's notes go to the comparison's log."""
+    own = record.name.split(".")[0] in ("workflow", "inference_bench")
+    return record.levelno >= logging.ERROR or (own and record.levelno >= logging.WARNING)
+
+
 def _log_to(log_path: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.addFilter(_terminal_worthy)
+    handlers: list[logging.Handler] = [terminal]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="a"))  # the comparison's log, which waits for us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
