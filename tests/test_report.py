@@ -131,6 +131,9 @@ def test_a_faster_baseline_is_named():
     records = [record("pytorch", 1, 60.0), record("pytorch-bf16", 1, 30.0), record("ort-fp32", 1, 40.0),
                record("ort-int8", 1, 20.0), record("pytorch-bf16", 16, 500.0), record("ort-fp32", 16, 400.0)]
     assert baseline_wins(summarize(records)) == ["`pytorch-bf16` is faster than `ort-fp32` at batch 1."]
+    two_lengths = [*records, record("pytorch-bf16", 1, 5.0, seq=16), record("ort-fp32", 1, 8.0, seq=16)]
+    assert baseline_wins(summarize(two_lengths)) == [
+        "`pytorch-bf16` is faster than `ort-fp32` at batch 1 at sequence 16, batch 1 at sequence 128."]
 
 
 def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_path):

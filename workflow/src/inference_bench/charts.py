@@ -113,7 +113,11 @@ def _variant_order(frame: pd.DataFrame) -> list[str]:
 
 
 def _palette() -> dict[str, Any]:
-    return dict(zip(VARIANTS, sns.color_palette("tab10", len(VARIANTS))))
+    """A colour per variant, none repeated: tab10's ten, then Dark2's."""
+    colours = sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)
+    if len(VARIANTS) > len(colours):
+        colours = sns.color_palette("husl", len(VARIANTS))
+    return dict(zip(VARIANTS, colours))
 
 
 def _facets(summary: pd.DataFrame) -> tuple[list[str], list[int]]:

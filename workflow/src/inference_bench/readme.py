@@ -101,10 +101,21 @@ def baseline_wins(summary: pd.DataFrame) -> list[str]:
                 other = onnx[(onnx["variant"] == variant) & (onnx["batch_size"] == row.batch_size)
                              & (onnx["sequence_length"] == row.sequence_length)]
                 if not other.empty and row.p50_ms < other["p50_ms"].iloc[0]:
-                    beaten.append(f"{row.batch_size}")
+                    beaten.append((row.batch_size, row.sequence_length))
             if beaten:
-                sentences.append(f"`{baseline}` is faster than `{variant}` at batch {', '.join(beaten)}.")
+                sentences.append(f"`{baseline}` is faster than `{variant}` at {_shapes_text(beaten)}.")
     return sentences
+
+
+def _shapes_text(shapes: Sequence[tuple[int, int]]) -> str:
+    """`batch 1, 32` for one sequence length; `batch 1 and 32 at sequence 16, batch 32 at sequence 128` else."""
+    by_length: dict[int, list[int]] = {}
+    for batch, length in shapes:
+        by_length.setdefault(int(length), []).append(int(batch))
+    if len(by_length) == 1:
+        return "batch " + ", ".join(map(str, next(iter(by_length.values()))))
+    return ", ".join(f"batch {' and '.join(map(str, batches))} at sequence {length}"
+                     for length, batches in sorted(by_length.items()))
 
 
 def _targets_block(summary_path: Path, targets: Sequence[Target], report_missing: bool) -> str:
