@@ -156,3 +156,22 @@ def test_local_model_problems_name_the_source_path(tmp_path):
     (broken / "config.json").write_text('{"model_type": "bert", ')
     with pytest.raises(PipelineError, match=r".*broken/config.json is not valid JSON"):
         check_model_sources(config(broken), tmp_path)
+
+
+def test_a_labelled_dataset_is_checked_before_any_job(tmp_path):
+    from inference_bench.config_validation import ConfigError, check_labelled_dataset
+
+    classifier = {"name": "c", "source": "local", "path": "x", "task": "sequence-classification"}
+    config = {"models": [classifier], "accuracy": {"dataset": str(tmp_path / "missing.csv")}}
+    with pytest.raises(ConfigError, match="accuracy.dataset: .*missing.csv' is not a file"):
+        check_labelled_dataset(config)
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("sentence,label\nfine,1\n")
+    config["accuracy"]["dataset"] = str(labelled)
+    with pytest.raises(ConfigError, match="needs a header with the columns text and label"):
+        check_labelled_dataset(config)
+    labelled.write_text("text,label\nfine,1\n")
+    check_labelled_dataset(config)
+    config["models"] = [{"name": "r", "source": "random", "model_type": "bert", "task": "sequence-classification"}]
+    with pytest.raises(ConfigError, match="no model of this run reads it"):
+        check_labelled_dataset(config)

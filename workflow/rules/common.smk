@@ -9,6 +9,7 @@ from inference_bench import integrity, layout
 from inference_bench.benchmark import rounds
 from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
 from inference_bench.config_validation import (
+    check_labelled_dataset,
     check_model_sources,
     check_sequence_lengths,
     validate_config,
@@ -27,6 +28,7 @@ try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     check_sequence_lengths(config)
     check_model_sources(config)
+    check_labelled_dataset(config)
 except PipelineError as error:
     raise WorkflowError(str(error)) from None
 

@@ -214,6 +214,28 @@ def check_model_sources(config: dict[str, Any], project_dir: Path = Path(".")) -
             random_model_config(spec)
 
 
+def check_labelled_dataset(config: dict[str, Any], project_dir: Path = Path(".")) -> None:
+    """Before any job: `accuracy.dataset` is a readable CSV whose header has `text` and `label`, and some
+    model of the run is a classifier that can read it (a random model has no tokenizer)."""
+    dataset = config.get("accuracy", {}).get("dataset")
+    if not dataset:
+        return
+    path = project_dir / Path(dataset).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config error at accuracy.dataset: {dataset!r} is not a file")
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = [name.strip() for name in handle.readline().strip().split(",")]
+    if not {"text", "label"} <= set(header):
+        raise ConfigError(f"config error at accuracy.dataset: {dataset!r} needs a header with the columns text and "
+                          f"label (found: {', '.join(header) or 'nothing'})")
+    readers = [m["name"] for m in config["models"]
+               if m.get("task") == "sequence-classification" and m.get("source", "random") != "random"]
+    if not readers:
+        raise ConfigError(
+            "config error at accuracy.dataset: no model of this run reads it: it needs a model with task: "
+            "sequence-classification and a tokenizer (source: local or hub; a random model has no tokenizer)")
+
+
 def _refuse_results_folder(spec: Any, project_dir: Path) -> None:
     """A local model inside results/ would be the pipeline's own output (Snakemake deletes an output before
     remaking it) or another model's copy: both are refused."""
