@@ -59,7 +59,7 @@ def git_commit(repo_dir: str | os.PathLike[str] = ".") -> str | None:
 #: changing them does not change a measured number, so they stay out of the measuring code's hash.
 _REPORTING_MODULES = frozenset(
     {"aggregate.py", "tables.py", "charts.py", "readme.py", "targets.py", "integrity.py", "gpu_check.py",
-     "config_validation.py", "layout.py", "errors.py", "environment.py", "regression.py"}
+     "config_validation.py", "layout.py", "errors.py", "environment.py", "regression.py", "roofline.py"}
 )
 
 
