@@ -61,6 +61,9 @@ _REPORTING_MODULES = frozenset(
     {"aggregate.py", "tables.py", "charts.py", "readme.py", "targets.py", "integrity.py", "gpu_check.py",
      "config_validation.py", "layout.py", "errors.py", "environment.py", "regression.py", "roofline.py"}
 )
+#: Package modules that drive the workflow from Python (the toolkit): they neither measure nor draw, so they
+#: are in neither hash.
+_DRIVER_MODULES = frozenset({"toolkit.py"})
 
 
 def measuring_code_hash() -> str:
@@ -69,7 +72,8 @@ def measuring_code_hash() -> str:
     checkout's was measured by other code."""
     package = Path(__file__).resolve().parent
     scripts = package.parents[1] / "scripts"
-    files = sorted(p for p in package.rglob("*.py") if p.name not in _REPORTING_MODULES or p.parent != package)
+    files = sorted(p for p in package.rglob("*.py")
+                   if p.name not in _REPORTING_MODULES | _DRIVER_MODULES or p.parent != package)
     files += [scripts / "benchmark.py", scripts / "calibrate.py"]
     digest = hashlib.sha256()
     for path in files:

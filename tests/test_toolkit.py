@@ -1,0 +1,45 @@
+"""The seed's toolkit from Python: the same workflow, its results and caching shared with the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TINY_OVERRIDES, make_project
+from inference_bench.toolkit import TransformerOptimizationToolkit
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_seeds_three_lines_run_offline_on_a_tiny_model(tmp_path):
+    project = make_project(tmp_path)
+    toolkit = TransformerOptimizationToolkit(
+        "distilbert-tiny", source="random", config_overrides=TINY_OVERRIDES["distilbert"],
+        variants=["pytorch", "onnx-fp32", "ort-int8"], project=project)
+    assert toolkit.config["models"][0]["model_type"] == "distilbert"  # told by the name
+    artifacts = toolkit.export_onnx(dummy_input={"input_ids": [[101, 2023, 102]]})
+    assert {"onnx-fp32", "ort-fp32", "ort-int8", "onnx-int8"} <= set(artifacts)
+    assert artifacts["ort-int8"]["path"].is_file() and artifacts["ort-int8"]["sidecar"]["parity"]["min_token_cosine"] > 0.99
+    df = toolkit.run_full_analysis(["A short one.", "A somewhat longer sentence is here."])
+    # Two texts, the longer six words plus [CLS] and [SEP]: one comparison at batch 2, sequence 8.
+    assert set(df["variant"]) == {"pytorch", "onnx-fp32", "ort-int8"}
+    assert set(df["batch_size"]) == {2} and set(df["sequence_length"]) == {8}
+    assert (df["status"] == "ok").all() and (df["p50_ci_low_ms"] <= df["p50_ms"]).all()
+    assert df.set_index("variant").loc["pytorch", "speedup_vs_pytorch"] == 1.0
+    # The same settings again: nothing is measured again (the comparison's file is untouched).
+    comparison = project / "results/cpu/distilbert-tiny/rounds/b2_s8.json"
+    before = comparison.stat().st_mtime_ns
+    again = toolkit.run_full_analysis(["A short one.", "A somewhat longer sentence is here."])
+    assert comparison.stat().st_mtime_ns == before and again["p50_ms"].tolist() == df["p50_ms"].tolist()
+    # The config it ran is a file the command line can run too.
+    assert (project / "results/toolkit/distilbert-tiny.yaml").is_file()
+
+
+def test_bad_settings_are_refused_by_the_schema_before_anything_runs(tmp_path):
+    from inference_bench.config_validation import ConfigError
+
+    project = make_project(tmp_path)
+    with pytest.raises(ConfigError, match="batch_sizes"):
+        TransformerOptimizationToolkit("tiny", source="random", model_type="bert", batch_sizes=[0], project=project)
+    toolkit = TransformerOptimizationToolkit("tiny", source="random", model_type="bert", project=project)
+    with pytest.raises(ValueError, match="a non-empty string or a list of them"):
+        toolkit.run_full_analysis([])
