@@ -43,3 +43,24 @@ def test_bad_settings_are_refused_by_the_schema_before_anything_runs(tmp_path):
     toolkit = TransformerOptimizationToolkit("tiny", source="random", model_type="bert", project=project)
     with pytest.raises(ValueError, match="a non-empty string or a list of them"):
         toolkit.run_full_analysis([])
+
+
+def test_the_toolkit_and_the_command_line_share_a_models_files(tmp_path):
+    """The same random model named in config.yaml (with the hub_id a random source does not read) and built
+    from Python: the command line then finds its files made, and plans nothing for them."""
+    import yaml
+
+    from conftest import TINY_CONFIG, snakemake
+    from test_rebuild import planned
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["models"] = [{"name": "distilbert-tiny", "source": "random", "model_type": "distilbert",
+                         "hub_id": "distilbert/distilbert-base-uncased", "revision": "main",
+                         "config_overrides": TINY_OVERRIDES["distilbert"]}]
+    project = make_project(tmp_path, config)
+    toolkit = TransformerOptimizationToolkit("distilbert-tiny", source="random",
+                                             config_overrides=TINY_OVERRIDES["distilbert"], project=project)
+    toolkit.export_onnx()
+    plan = planned(project, "results/models/distilbert-tiny/onnx/ort-int8.onnx")
+    assert plan == {}, plan
+    assert snakemake(project, "--dry-run", "results/models/distilbert-tiny/onnx/ort-int8.onnx").returncode == 0

@@ -75,12 +75,19 @@ wildcard_constraints:
     seq=r"[1-9]\d*",
 
 
+#: Keys of a model entry that its source does not read.
+_UNUSED_BY_SOURCE = {"random": ("hub_id", "revision", "path"), "local": ("hub_id", "revision", "model_type", "seed",
+                     "config_overrides"), "hub": ("path", "model_type", "seed", "config_overrides")}
+
+
 def model_spec(wildcards):
     """The model's entry, less what cannot change its files (a head's size, unless it is a random classifier):
     the download's params, so that a change to a key that matters, and only that, makes the model again."""
     entry = dict(MODELS[wildcards.model])
     if entry.get("task") != "sequence-classification" or entry.get("source") != "random":
         entry.pop("num_labels", None)
+    for key in _UNUSED_BY_SOURCE[entry.get("source", "random")]:
+        entry.pop(key, None)  # a random model's hub_id, say: the Python toolkit's entry has none
     if entry.get("task") == "feature-extraction":
         entry.pop("task")  # the default, as entries written before `task` existed mean it
     return entry
