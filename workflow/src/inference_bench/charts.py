@@ -299,9 +299,10 @@ def _tradeoff(summary: pd.DataFrame):
         smallest["drift"] = smallest["parity_max_abs_diff"].clip(lower=1e-9)
     sns.scatterplot(data=smallest, x="p50_ms", y="drift", hue="variant", hue_order=_variant_order(smallest),
                     style="hardware", s=140, palette=_palette(), ax=ax)
-    for row in smallest.itertuples():
+    # Points close in drift get their labels stacked, above and below in turn, so no two labels overlap.
+    for index, row in enumerate(smallest.sort_values(["drift", "p50_ms"]).itertuples()):
         ax.annotate(f"{row.variant} ({row.hardware}, {row.model_bytes / _MB:.0f} MB)", (row.p50_ms, row.drift),
-                    textcoords="offset points", xytext=(7, 5), fontsize=8)
+                    textcoords="offset points", xytext=(7, 5 if index % 2 == 0 else -11), fontsize=8)
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(_PLAIN_NUMBERS)
