@@ -65,3 +65,62 @@ def test_numbers_are_readable():
                                                                                    "0.0042"]
     table = markdown_table(pd.DataFrame({"a": ["x"], "b": [float("nan")]}))
     assert table.splitlines()[2] == "| x | – |"
+
+
+DISTILBERT = {"model_type": "distilbert", "num_layers": 6, "num_heads": 12, "hidden_size": 768,
+              "intermediate_size": 3072, "max_positions": 512, "vocab_size": 30522, "pad_token_id": 0}
+ROOFS = {"last_level_cache_bytes": 32 * 2**20, "memory": {"roof_gbs": 90.0}, "cache": {"roof_gbs": 200.0}}
+
+
+def _with_shape(rec, seq=16):
+    from inference_bench.flops import encoder_flops
+    from inference_bench.models import ArchitectureFacts
+
+    rec["architecture"] = dict(DISTILBERT)
+    rec["sequence_length"] = seq
+    rec["inputs"] = {"kind": "random", "width": seq}
+    rec["flops_per_batch"] = encoder_flops(ArchitectureFacts(**DISTILBERT), rec["batch_size"], seq)
+    rec["achieved_gflops"] = rec["flops_per_batch"] / (rec["p50_ms"] / 1000) / 1e9
+    return rec
+
+
+def test_each_row_has_its_share_of_the_roofline_bound_and_its_roof():
+    # DistilBERT at batch 1, sequence 16: 1.36 GFLOP; FP32 moves 170 MB of weights (1.9 ms at 90 GB/s), against
+    # 2.7 ms of compute at 500 GFLOP/s: compute-bound. INT8 at batch 1 moves 42.5 MB of weights.
+    records = [_with_shape(record("pytorch", 1, 10.0)), _with_shape(record("ort-int8", 1, 3.0))]
+    summary = summarize(records, {"fp32": 500.0, "int8": 2000.0}, memory_roofs=ROOFS).set_index("variant")
+    pytorch = summary.loc["pytorch"]
+    assert pytorch["bound_roof"] == "compute"
+    assert pytorch["compute_bound_ms"] == pytest.approx(pytorch["flops_per_batch"] / 500e9 * 1e3)
+    assert pytorch["share_of_bound"] == pytest.approx(pytorch["bound_ms"] / 10.0)
+    assert pytorch["bytes_per_batch"] > 170e6 and pytorch["arithmetic_intensity"] == pytest.approx(
+        pytorch["flops_per_batch"] / pytorch["bytes_per_batch"])
+    slow_memory = dict(ROOFS, memory={"roof_gbs": 20.0})  # 42.5 MB at 20 GB/s = 2.1 ms > 0.7 ms of compute
+    int8 = summarize(records, {"fp32": 500.0, "int8": 2000.0}, memory_roofs=slow_memory).set_index("variant").loc["ort-int8"]
+    assert int8["bound_roof"] == "memory" and int8["memory_bound_ms"] == pytest.approx(int8["bytes_per_batch"] / 20e6)
+
+
+def test_a_row_above_its_bound_fails_aggregation_naming_it():
+    from inference_bench.roofline import AboveBoundError
+
+    records = [_with_shape(record("pytorch", 1, 10.0)), _with_shape(record("onnx-fp32", 1, 2.0))]
+    # 1.36 GFLOP in 2 ms is 680 GFLOP/s, above a 500 GFLOP/s peak: the bound (2.7 ms) is wrong.
+    with pytest.raises(AboveBoundError, match=r"cpu/m/onnx-fp32 at batch 1, sequence 16 ran in 2 ms, 13\d% of its "
+                                              r"roofline bound of 2.7\d? ms \(compute roof"):
+        summarize(records, {"fp32": 500.0}, memory_roofs=ROOFS)
+    # The model's own matrix multiplies, timed by the comparison, ran at 700: the bound is then right.
+    records[1]["shape_gemms"] = [{"precision": "fp32", "gflops": 700.0}]
+    summary = summarize(records, {"fp32": 500.0}, memory_roofs=ROOFS).set_index("variant")
+    assert summary.loc["onnx-fp32", "peak_gflops"] == 700.0 and summary.loc["onnx-fp32", "share_of_bound"] < 1.0
+
+
+def test_a_variant_much_slower_than_eager_is_flagged_with_what_its_job_saw():
+    compiled = record("pytorch-compile", 8, 176.3, seq=16)
+    compiled["compile_counters"] = {"recompilations": 0, "graph_breaks": 0, "graphs": 1}
+    compiled["quiet"] = {"other_cpu_share": 0.02, "noisy": 0, "canary_spread": 1.01}
+    summary = summarize([record("pytorch", 8, 75.3, seq=16), compiled, record("ort-fp32", 8, 90.0, seq=16)])
+    notes = summary.set_index("variant")["outlier"]
+    assert notes["pytorch-compile"] == ("2.3× slower than pytorch (torch.compile: 0 recompilations and 0 graph breaks "
+                                        "while timed, 1 graph(s); other processes used at most 2% of the machine, "
+                                        "0 noisy round(s); canary spread 1.01× across rounds)")
+    assert pd.isna(notes["ort-fp32"]) and pd.isna(notes["pytorch"])  # 1.2x slower is not an outlier

@@ -57,3 +57,40 @@ def test_a_row_faster_than_its_bound_is_refused_naming_it():
     with pytest.raises(AboveBoundError, match=r"ort-int8 b1 s16 ran in 40 ms, 125% of its roofline bound of 50 ms "
                                               r"\(memory roof; compute 20 ms, memory 50 ms\): the bound is wrong"):
         check_within_bound("ort-int8 b1 s16", 40.0, bound)
+
+
+def test_compute_time_counts_each_product_at_the_peak_of_its_precision():
+    from inference_bench.roofline import compute_ms
+
+    # TINY at batch 1, sequence 3: per layer, weight products 2*3*(4*4*4 + 2*4*8) = 768 FLOPs, attention
+    # products 2 heads * 2 * (3*2*3 + 3*3*2) = 144 FLOPs; two layers: 1536 and 288.
+    peaks = {"fp32": 1e-6, "int8": 4e-6}  # GFLOP/s: 1,000 and 4,000 FLOP/s, so one FLOP takes 1 ms in FP32
+    assert compute_ms(TINY, "fp32", 1, 3, peaks) == pytest.approx(1536 + 288)
+    # INT8 runs the weight products at its peak and keeps the attention products in FP32.
+    assert compute_ms(TINY, "int8", 1, 3, peaks) == pytest.approx(1536 / 4 + 288)
+    assert math.isnan(compute_ms(TINY, "bf16", 1, 3, peaks))  # no BF16 peak measured: no compute roof
+
+
+def test_the_cache_roof_bounds_a_pass_whose_bytes_fit_the_last_level_cache():
+    from inference_bench.roofline import bandwidth_for, row_bound
+
+    roofs = {"last_level_cache_bytes": 4000, "memory": {"roof_gbs": 10.0}, "cache": {"roof_gbs": 100.0}}
+    assert bandwidth_for(3376, roofs) == ("cache", 100.0)
+    assert bandwidth_for(4001, roofs) == ("memory", 10.0)
+    assert bandwidth_for(10, {"memory": {"roof_gbs": 10.0}}) == ("memory", 10.0)  # no cache measured
+    # 3376 bytes at 100 GB/s = 3.376e-5 ms; compute at 1 GFLOP/s: 1824 FLOPs = 1.824e-3 ms: compute-bound.
+    bound, bytes_ = row_bound(TINY, "fp32", 1, 3, {"fp32": 1.0}, roofs)
+    assert bytes_ == 3376 and bound.roof == "compute" and bound.memory_roof == "cache"
+    assert bound.ms == pytest.approx(1.824e-3) and bound.memory_ms == pytest.approx(3.376e-5)
+    slow_memory = {"memory": {"roof_gbs": 1e-3}}
+    bound, _ = row_bound(TINY, "fp32", 1, 3, {"fp32": 1.0}, slow_memory)
+    assert bound.roof == "memory" and bound.ms == pytest.approx(3376 / 1e6 * 1e3)
+
+
+def test_peaks_merge_to_the_best_of_every_measured_product():
+    from inference_bench.roofline import merged_peaks
+
+    squares = {"fp32": 400.0, "int8": 1500.0}
+    model_shapes = [{"precision": "fp32", "gflops": 450.0}, {"precision": "int8", "gflops": 1400.0},
+                    {"precision": "bf16", "gflops": 900.0}]
+    assert merged_peaks(model_shapes, [], known=squares) == {"fp32": 450.0, "int8": 1500.0, "bf16": 900.0}

@@ -41,7 +41,10 @@ def test_benchmarks_summary_charts_and_readme(finished_run):
     assert (summary.loc[summary["variant"] == "pytorch", "speedup_vs_pytorch"] == 1.0).all()
     bench = json.loads((finished_run / "results/cpu/tiny-distilbert/bench/ort-int8/b2_s16.json").read_text())
     assert bench["batch_size"] == 2 and bench["sequence_length"] == 16 and bench["threads"] == 1
-    for chart in ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware"):
+    # Every row is held to its roofline: compute or memory (or cache), never above it (aggregation refuses that).
+    assert summary["share_of_bound"].between(0, 1.02).all() and set(summary["bound_roof"]) <= {"compute", "memory", "cache"}
+    assert bench["architecture"]["hidden_size"] == 32 and {g["gemm"] for g in bench["shape_gemms"]} >= {"projection"}
+    for chart in ("speedup", "throughput", "latency", "efficiency", "roofline", "memory", "tradeoff", "hardware"):
         assert (finished_run / f"images/tiny-distilbert/{chart}.png").stat().st_size > 10_000
     assert (finished_run / "results/readme.stamp").exists()
     readme = (finished_run / "README.md").read_text()
@@ -177,7 +180,7 @@ def test_the_html_report_holds_every_chart_and_table_with_its_caption(finished_r
     assert len(page) > 100_000  # the images are inside the page, not linked
     for chart in layout.CHARTS:
         assert f"{chart}.png" in page, chart
-    for caption in ("paired within one comparison", "calibration job measured on this machine",
+    for caption in ("paired within one comparison", "the model's own shapes", "min(peak, bandwidth x intensity)",
                     "one minus the task metric", "What measured these numbers"):
         assert caption in page, caption
     assert "summary.csv" in page and "environment.json" in page

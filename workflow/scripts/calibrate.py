@@ -2,7 +2,8 @@ from _common import run_logged
 from inference_bench import layout
 from inference_bench.artifacts import write_json_atomic
 from inference_bench.benchmark.quiet import canary_ms
-from inference_bench.calibration import measure_matmul_peaks, peak_by_precision
+from inference_bench.calibration import (measure_matmul_peaks, measure_memory_roofs, peak_by_precision,
+                                         theoretical_peaks)
 from inference_bench.environment import describe_environment
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine, resolve_threads
 
@@ -22,6 +23,8 @@ def main() -> None:
             "threads": threads,
             "measurements": measurements,
             "peak_gflops": peak_by_precision(measurements),
+            "memory_roofs": measure_memory_roofs(tag.device, threads),
+            "theoretical": theoretical_peaks(tag.device, threads),
             "canary_ms": canary_ms(),
             "environment": describe_environment(device=tag.device, threads=threads),
         },

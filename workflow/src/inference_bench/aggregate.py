@@ -11,6 +11,8 @@ import pandas as pd
 from inference_bench import layout
 from inference_bench.artifacts import atomic_path, read_json, write_json_atomic, write_text_atomic
 from inference_bench.errors import PipelineError
+from inference_bench.models import ArchitectureFacts
+from inference_bench.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
 from inference_bench.statistics import speedup_interval, speedup_verdict
 from inference_bench.tables import summary_markdown
 from inference_bench.variants import BASELINE, precision_of, variant_order
@@ -45,6 +47,14 @@ SUMMARY_COLUMNS = [
     "achieved_gflops",
     "peak_gflops",
     "share_of_peak",
+    "bytes_per_batch",
+    "arithmetic_intensity",
+    "compute_bound_ms",
+    "memory_bound_ms",
+    "bound_ms",
+    "bound_roof",
+    "share_of_bound",
+    "outlier",
     "peak_rss_bytes",
     "peak_gpu_memory_bytes",
     "model_bytes",
@@ -90,23 +100,100 @@ def summarize(
     records: Iterable[dict[str, Any]],
     peak_gflops: dict[str, float] | None = None,
     calibration_canary_ms: float | None = None,
+    memory_roofs: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch` and,
-    given the tag's matmul peaks, each row's achieved GFLOP/s as a share of the peak of its precision; given
-    the calibration's canary time, each job's canary against it (above 1: the host ran slower then)."""
+    """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch`; each
+    row's achieved GFLOP/s as a share of the peak of its precision (the best of the calibration's `peak_gflops`
+    and of the model's own matrix multiplies its comparisons timed) and as a share of its roofline bound
+    (inference_bench.roofline, with the calibration's `memory_roofs`): a row above its bound is refused
+    (AboveBoundError). Given the calibration's canary time, each job's canary against it (above 1: the host
+    ran slower then). A variant much slower than PyTorch eager gets an `outlier` note of what its job saw."""
     records = list(records)
     frame = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
     if frame.empty:
         return frame
-    peaks = peak_gflops or {}
+    peaks = merged_peaks(*(r.get("shape_gemms") or [] for r in records), known=peak_gflops)
     frame["peak_gflops"] = frame["variant"].map(lambda v: peaks.get(precision_of(v) or "", float("nan")))
     frame["share_of_peak"] = frame["achieved_gflops"] / frame["peak_gflops"]
+    rooflines = [row_roofline(record, peaks, memory_roofs or {}) for record in records]
+    columns = pd.DataFrame([columns for columns, _ in rooflines])
+    for column in columns:
+        frame[column] = columns[column]
     frame["canary_vs_calibration"] = pd.to_numeric(frame["canary_ms"]) / (calibration_canary_ms or float("nan"))
     baselines = _baselines(records)
     speedups = pd.DataFrame([speedup_columns(record, baselines) for record in records])
     for column in speedups:
         frame[column] = speedups[column]
+    frame["outlier"] = [outlier_note(record, baselines) for record in records]
+    refuse_rows_above_bound(records, [bound for _, bound in rooflines])
     return sort_variants(frame)[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+_NO_BOUND = {"bytes_per_batch": float("nan"), "arithmetic_intensity": float("nan"), "compute_bound_ms": float("nan"),
+             "memory_bound_ms": float("nan"), "bound_ms": float("nan"), "bound_roof": None,
+             "share_of_bound": float("nan")}
+
+
+def row_roofline(record: dict[str, Any], peaks: dict[str, float], memory_roofs: dict[str, Any]
+                 ) -> tuple[dict[str, Any], Bound | None]:
+    """The row's roofline columns: bytes its pass moves, FLOPs per byte, its compute and memory times at the
+    roofs, the larger (its bound), which roof that is, and the share of the bound the row reached (1.0: at
+    the roof); and the bound itself. Rows without the model's shape (failed, or measured before it was
+    recorded) have none."""
+    architecture, precision = record.get("architecture"), precision_of(record.get("variant", ""))
+    if record.get("status", "ok") != "ok" or not architecture or precision is None:
+        return dict(_NO_BOUND), None
+    facts = ArchitectureFacts(**architecture)
+    width = (record.get("inputs") or {}).get("width") or record["sequence_length"]
+    bound, bytes_ = row_bound(facts, precision, record["batch_size"], width, peaks, memory_roofs)
+    if pd.isna(bound.ms):
+        return {**_NO_BOUND, "bytes_per_batch": bytes_, "arithmetic_intensity": record["flops_per_batch"] / bytes_}, None
+    return {"bytes_per_batch": bytes_, "arithmetic_intensity": record["flops_per_batch"] / bytes_,
+            "compute_bound_ms": bound.compute_ms, "memory_bound_ms": bound.memory_ms, "bound_ms": bound.ms,
+            "bound_roof": bound.roof, "share_of_bound": bound.share(record["p50_ms"])}, bound
+
+
+def refuse_rows_above_bound(records: Sequence[dict[str, Any]], bounds: Sequence[Bound | None]) -> None:
+    """Every row faster than its roofline bound allows, named in one error: the bound is wrong, not the row."""
+    problems = []
+    for record, bound in zip(records, bounds):
+        if bound is None:
+            continue
+        try:
+            check_within_bound(f"{record['hardware']}/{record['model']}/{record['variant']} at batch "
+                               f"{record['batch_size']}, sequence {record['sequence_length']}", record["p50_ms"], bound)
+        except AboveBoundError as error:
+            problems.append(str(error))
+    if problems:
+        raise AboveBoundError("; ".join(problems))
+
+
+#: A variant this many times slower than PyTorch FP32 eager at the same shape is flagged with what its job saw.
+OUTLIER_SLOWDOWN = 1.5
+
+
+def outlier_note(record: dict[str, Any], baselines: dict[tuple, dict[str, Any]]) -> str | None:
+    """For a variant more than OUTLIER_SLOWDOWN times slower than PyTorch eager at its shape: how much, and what
+    the job saw (torch.compile's recompilations and graph breaks while timed; the quiet-machine check; the
+    canary's spread across rounds), so a reader can tell the engine from the measurement."""
+    baseline = baselines.get(_shape(record))
+    if baseline is None or baseline is record or record.get("status", "ok") != "ok":
+        return None
+    slowdown = record["p50_ms"] / baseline["p50_ms"]
+    if slowdown <= OUTLIER_SLOWDOWN:
+        return None
+    seen = []
+    counters = record.get("compile_counters")
+    if counters:
+        seen.append(f"torch.compile: {counters['recompilations']} recompilations and {counters['graph_breaks']} "
+                    f"graph breaks while timed, {counters['graphs']} graph(s)")
+    quiet = record.get("quiet") or {}
+    if quiet.get("other_cpu_share") is not None:
+        seen.append(f"other processes used at most {quiet['other_cpu_share']:.0%} of the machine, "
+                    f"{quiet.get('noisy') or 0} noisy round(s)")
+    if quiet.get("canary_spread") is not None:
+        seen.append(f"canary spread {quiet['canary_spread']:.2f}× across rounds")
+    return f"{slowdown:.1f}× slower than {BASELINE}" + (f" ({'; '.join(seen)})" if seen else "")
 
 
 def _shape(record: dict[str, Any]) -> tuple:
@@ -196,10 +283,17 @@ def aggregate(
     inference_bench.provenance) joins the environment, so a later README can tell a stale config."""
     records = [_record_of(path) for path in result_paths]
     calibration = read_json(calibration_json) if calibration_json else {}
-    summary = with_accuracy(summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms")),
+    summary = with_accuracy(summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms"),
+                                      calibration.get("memory_roofs")),
                             [read_json(path) for path in accuracy_paths])
     measured = [r for r in records if r.get("status", "ok") == "ok"]
-    environment = (measured or records)[0]["environment"] if records else {}
+    environment = dict((measured or records)[0]["environment"]) if records else {}
+    environment["roofs"] = {
+        "peak_gflops": merged_peaks(*(r.get("shape_gemms") or [] for r in records), known=calibration.get("peak_gflops")),
+        "memory_roofs": calibration.get("memory_roofs"),
+        "theoretical": calibration.get("theoretical"),
+        "calibration_date": (calibration.get("environment") or {}).get("date"),
+    }
     _write_csv(summary, summary_csv)
     _write_csv(artifact_table(sidecar_paths), artifacts_csv)
     write_text_atomic(summary_md, summary_markdown(summary, environment))

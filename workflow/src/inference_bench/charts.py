@@ -57,6 +57,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
         "throughput": _throughput,
         "latency": _latency,
         "efficiency": _efficiency,
+        "roofline": lambda s: _roofline(s, environments),
         "memory": lambda s: _memory(s, artifacts),
         "tradeoff": _tradeoff,
         "hardware": _hardware,
@@ -80,6 +81,7 @@ _TITLES = {
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
     "efficiency": "achieved GFLOP/s against the measured matmul peak of each precision",
+    "roofline": "roofline: achieved GFLOP/s against FLOPs per byte moved, under both roofs",
     "memory": "model size and peak memory (lower is better)",
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
     "hardware": "throughput across hardware tags",
@@ -229,8 +231,14 @@ def _latency(summary: pd.DataFrame):
     return figure
 
 
+#: The roof under a bar's label in the efficiency chart.
+_ROOF_ABBREVIATIONS = {"compute": "cmp", "memory": "mem", "cache": "llc"}
+
+
 def _efficiency(summary: pd.DataFrame):
     def share(row: pd.Series) -> str:
+        if "share_of_bound" in row and pd.notna(row["share_of_bound"]):
+            return f"{row['share_of_bound']:.0%} {_ROOF_ABBREVIATIONS.get(row['bound_roof'], '')}"
         return f"{row['share_of_peak']:.0%}" if pd.notna(row["share_of_peak"]) else ""
 
     figure, axes = _bars_by_batch(summary, "achieved_gflops", "achieved GFLOP/s (INT8: GOP/s)", label_of_row=share)
@@ -244,6 +252,54 @@ def _efficiency(summary: pd.DataFrame):
                 ax.axhline(peak, color="0.25", linestyle=style, linewidth=1)
                 ax.annotate(f"{precision} matmul peak {peak:.0f}", (0.99, peak), xycoords=("axes fraction", "data"),
                             ha="right", va="bottom", fontsize=8, color="0.25")
+    return figure
+
+
+def _roofline(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]):
+    """Per tag: each row at (FLOPs per byte its pass moves, achieved GFLOP/s), log-log, under the roofs of its
+    precision: min(peak, bandwidth x intensity), memory's bandwidth solid, the cache's dashed."""
+    tags, _ = _facets(summary)
+    figure, axes = _grid(len(tags), 1, height=4.6)
+    palette = _palette()
+    for r, tag in enumerate(tags):
+        ax = axes[r][0]
+        data = summary[summary["hardware"] == tag]
+        if "arithmetic_intensity" not in data or data["arithmetic_intensity"].isna().all():
+            ax.text(0.5, 0.5, "no roofline for these results: measured before the model's shape was recorded",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.4")
+            ax.set_axis_off()
+            continue
+        data = data.dropna(subset=["arithmetic_intensity", "achieved_gflops"])
+        roofs = (environments.get(tag) or {}).get("roofs") or {}
+        peaks = {p: v for p, v in (roofs.get("peak_gflops") or {}).items()
+                 if p in set(data["variant"].map(precision_of))}
+        memory = roofs.get("memory_roofs") or {}
+        low, high = data["arithmetic_intensity"].min() / 3, data["arithmetic_intensity"].max() * 3
+        x = [low * (high / low) ** (i / 200) for i in range(201)]
+        for (precision, peak), colour in zip(sorted(peaks.items()), ("0.15", "0.45", "0.65", "0.8")):
+            for level, style in (("memory", "-"), ("cache", "--")):
+                bandwidth = (memory.get(level) or {}).get("roof_gbs")
+                if bandwidth:
+                    ax.plot(x, [min(peak, bandwidth * v) for v in x], color=colour, linestyle=style, linewidth=1.2)
+            ax.annotate(f"{precision} peak {peak:.0f}", (high, peak), xytext=(-4, 3), textcoords="offset points",
+                        ha="right", va="bottom", fontsize=8, color=colour)
+        for level, style in (("memory", "-"), ("cache", "--")):
+            bandwidth = (memory.get(level) or {}).get("roof_gbs")
+            if bandwidth:
+                ax.annotate(f"{level} {bandwidth:.0f} GB/s", (low, bandwidth * low), xytext=(4, 6),
+                            textcoords="offset points", fontsize=8, color="0.3", rotation=30)
+        sns.scatterplot(data=data, x="arithmetic_intensity", y="achieved_gflops", hue="variant",
+                        hue_order=_variant_order(data), style="sequence_length", size="batch_size", sizes=(40, 160),
+                        palette=palette, ax=ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(_PLAIN_NUMBERS)
+        ax.yaxis.set_major_formatter(_PLAIN_NUMBERS)
+        ax.set_xlabel("arithmetic intensity: FLOPs per byte the pass must move (log)")
+        ax.set_ylabel("achieved GFLOP/s (INT8: GOP/s; log)")
+        date = str(roofs.get("calibration_date") or "")[:10]
+        ax.set_title(f"{tag}: roofs measured by the calibration {date} and the model's own matrix multiplies")
+        _legend_outside(ax)
     return figure
 
 

@@ -47,7 +47,8 @@ README_STAMP = RESULTS + "readme.stamp"
 
 CHART = IMAGES + "{model}/{chart}.png"
 #: The charts drawn per model, in the README's order.
-CHARTS: tuple[str, ...] = ("speedup", "throughput", "latency", "efficiency", "memory", "tradeoff", "hardware")
+CHARTS: tuple[str, ...] = ("speedup", "throughput", "latency", "efficiency", "roofline", "memory", "tradeoff",
+                           "hardware")
 
 #: Names a hardware tag or a model may not take: they would collide with the folders above.
 RESERVED_NAMES = frozenset({"models", "readme.stamp", "calibration.json", "machine.json"})

@@ -165,7 +165,8 @@ def _tag_block(summary_path: Path) -> str:
     return (
         f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
         f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment, model, tag)
-        + markdown_table(results_table(summary)) + quiet_note(summary)
+        + markdown_table(results_table(summary)) + quiet_note(summary) + roofline_note(environment)
+        + outlier_lines(summary)
     )
 
 
@@ -231,6 +232,48 @@ def quiet_note(summary: pd.DataFrame) -> str:
             f"the host by about that much; paired ratios much less."
         )
     return ("\n" + " ".join(notes) + "\n") if notes else ""
+
+
+def roofline_note(environment: dict[str, Any]) -> str:
+    """What the `% of bound` column is measured against: the roofs the summary used, and the theoretical peak
+    where the CPU and its clock say enough (empty for summaries from before the roofline)."""
+    roofs = environment.get("roofs") or {}
+    peaks, memory = roofs.get("peak_gflops") or {}, roofs.get("memory_roofs") or {}
+    if not peaks or not memory.get("memory"):
+        return ""
+    peak_text = ", ".join(f"{precision.upper()} {value:.0f}" for precision, value in sorted(peaks.items()))
+    text = (f"% of bound: each row's roofline bound is the larger of its compute time (every matrix multiply at the "
+            f"best rate of its precision this machine reached, GFLOP/s or GOP/s: {peak_text}; square sizes in the "
+            f"calibration and the model's own shapes in each comparison) and its memory time (the bytes its pass "
+            f"must move at {memory['memory']['roof_gbs']:.0f} GB/s from memory")
+    cache = memory.get("cache")
+    if cache and memory.get("last_level_cache_bytes"):
+        text += (f", or {cache['roof_gbs']:.0f} GB/s when they fit the "
+                 f"{memory['last_level_cache_bytes'] / 2**20:.0f} MiB last-level cache")
+    text += "); the share is that bound over the row's median, and the roof in brackets is the one that sets it."
+    theoretical = roofs.get("theoretical")
+    if theoretical and "fp32" in peaks:
+        fp32 = theoretical["peak_gflops"]["fp32"]
+        per_core_cycle = theoretical["cores"] * theoretical["fp32_flops_per_cycle_per_core"]
+        text += (f" Theoretical FP32 peak: {theoretical['cores']} cores × "
+                 f"{theoretical['fp32_flops_per_cycle_per_core']} FLOP/cycle × {theoretical['clock_ghz']:.2f} GHz "
+                 f"({theoretical['clock_source']}) = {fp32:.0f} GFLOP/s; the measured {peaks['fp32']:.0f} is "
+                 f"{peaks['fp32'] / fp32:.0%} of it")
+        text += (f", as if the cores ran at {peaks['fp32'] / per_core_cycle:.2f} GHz." if peaks["fp32"] > fp32
+                 else ".")
+    return "\n" + text + "\n"
+
+
+def outlier_lines(summary: pd.DataFrame) -> str:
+    """The rows much slower than PyTorch eager, with what their jobs saw (aggregate.outlier_note)."""
+    if "outlier" not in summary:
+        return ""
+    flagged = summary[summary["outlier"].notna()]
+    if flagged.empty:
+        return ""
+    lines = [f"- {row.variant} at batch {row.batch_size}, sequence {row.sequence_length}: {row.outlier}"
+             for row in flagged.itertuples()]
+    return "\nOutliers (more than 1.5× slower than PyTorch eager at the same shape):\n\n" + "\n".join(lines) + "\n"
 
 
 def splice(readme_text: str, section: str) -> str:

@@ -47,7 +47,7 @@ TABLE_COLUMNS = {
     "throughput_seq_per_s": "seq/s",
     "speedup_vs_pytorch": "speedup vs pytorch [95% CI]",
     "achieved_gflops": "GFLOP/s",
-    "share_of_peak": "% of peak",
+    "share_of_bound": "% of bound (roof)",
     "peak_mb": "peak MB",
     "model_mb": "model MB",
     "parity_min_token_cosine": "min cosine",
@@ -73,7 +73,8 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
                                                     shown["speedup_paired"])
         ]
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: "–" if pd.isna(v) else f"{v:.6f}")
-    table["% of peak"] = shown["share_of_peak"].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
+    table["% of bound (roof)"] = [bound_text(share, roof) for share, roof in
+                                  zip(shown["share_of_bound"], shown["bound_roof"])]
     if "accuracy_relative" in shown and shown["accuracy_relative"].notna().any():
         table["accuracy vs FP32"] = [accuracy_text(*values) for values in
                                      zip(shown["accuracy_relative"], shown["accuracy_passed"],
@@ -84,6 +85,11 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
             for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
         ]
     return table
+
+
+def bound_text(share: float, roof: Any) -> str:
+    """`62% (compute)`: the share of the row's roofline bound it reached, and the roof that sets the bound."""
+    return "–" if pd.isna(share) else f"{share:.0%} ({roof})"
 
 
 def latency_text(value: float, low: float, high: float) -> str:

@@ -10,7 +10,9 @@ import pandas as pd
 
 from inference_bench.variants import BASELINE, precision_of
 
-Metric = Literal["speedup_vs_pytorch", "share_of_peak", "parity_min_token_cosine"]
+Metric = Literal["speedup_vs_pytorch", "share_of_bound", "share_of_peak", "parity_min_token_cosine"]
+#: Metrics that are shares, printed as percentages.
+_SHARES = ("share_of_bound", "share_of_peak")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Target:
     def label(self) -> str:
         what = {
             "speedup_vs_pytorch": f"≥ {self.minimum:g}× {BASELINE}",
+            "share_of_bound": f"≥ {self.minimum:.0%} of its roofline bound",
             "share_of_peak": f"≥ {self.minimum:.0%} of the {(precision_of(self.variant) or '').upper()} matmul peak",
             "parity_min_token_cosine": f"min per-token cosine ≥ {self.minimum:g}",
         }[self.metric]
@@ -41,7 +44,7 @@ class Target:
         """How the measured value is printed; None: the table's usual three significant figures."""
         if self.metric == "parity_min_token_cosine":
             return f"{measured:.6f}"
-        return f"{measured:.0%}" if self.metric == "share_of_peak" else None
+        return f"{measured:.0%}" if self.metric in _SHARES else None
 
 
 def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[dict[str, Any]]:
@@ -72,14 +75,14 @@ def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[d
 
 def _interval(row: pd.Series, metric: str) -> tuple[float, float]:
     """The 95% interval of a row's metric, where the summary has one (NaN, NaN otherwise): the speedup's own,
-    or, for the share of peak, the latency's turned around (a slower bound is a smaller share)."""
+    or, for a share (of the bound or the peak), the latency's turned around (slower is a smaller share)."""
     def number(key: str) -> float:
         value = pd.to_numeric(row.get(key), errors="coerce")
         return math.nan if value is None or pd.isna(value) else float(value)
 
     if metric == "speedup_vs_pytorch":
         return number("speedup_ci_low"), number("speedup_ci_high")
-    if metric == "share_of_peak":
-        share, p50 = number("share_of_peak"), number("p50_ms")
+    if metric in _SHARES:
+        share, p50 = number(metric), number("p50_ms")
         return share * p50 / number("p50_ci_high_ms"), share * p50 / number("p50_ci_low_ms")
     return math.nan, math.nan

@@ -6,6 +6,10 @@ no variant always runs first or last. A variant that fails (its batch does not f
 recorded as failed and left out of later rounds; the others go on. Only the first round checks parity: the
 later ones time the same files on the same provider.
 
+Before the first round, the comparison times the model's own matrix multiplies at its shape, per engine and
+precision (inference_bench.calibration.measure_gemms): the compute roof of this shape, measured in the same
+job as the rows it bounds.
+
 `variant_result` turns a comparison into one variant's result: the median of its round medians with a 95%
 interval (inference_bench.statistics), every round's latencies, what the quiet-machine check saw per round.
 """
@@ -82,6 +86,7 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
     failed: dict[str, dict[str, Any]] = {}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     clock, shape = time.monotonic(), _shape_of(comparison)
+    gemms = shape_gemms(comparison.jobs[0])
     with tempfile.TemporaryDirectory(prefix="comparison-") as scratch:
         for index, order in enumerate(orders):
             for position, name in enumerate(order):
@@ -103,9 +108,30 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
         "started": started,
         "rounds": comparison.rounds,
         "orders": orders,
+        "gemms": gemms,
         "variants": {name: ({"failed": failed[name]} if name in failed else {"rounds": measured[name]})
                      for name in jobs},
     }
+
+
+def shape_gemms(job: BenchmarkJob) -> list[dict[str, Any]]:
+    """GFLOP/s of the model's matrix multiplies at the job's shape, per engine and precision (an empty list,
+    with a warning, where they cannot be timed: the summary then bounds the rows by the calibration's)."""
+    from inference_bench.calibration import measure_gemms
+    from inference_bench.flops import model_gemms
+    from inference_bench.hardware import resolve_threads
+    from inference_bench.models import ArchitectureFacts
+
+    facts = ArchitectureFacts.from_model_dir(job.model_dir)
+    log.info("timing the model's matrix multiplies at batch %d, sequence %d", job.batch_size,
+             job.sequence_length, extra=LOG_ONLY)
+    try:
+        return measure_gemms(job.hardware.device, resolve_threads(job.threads),
+                             model_gemms(facts, job.batch_size, job.sequence_length))
+    except (MemoryError, RuntimeError) as error:
+        log.warning("could not time the model's matrix multiplies at this shape (%s): the calibration's "
+                    "square sizes bound its rows", error)
+        return []
 
 
 def _shape_of(comparison: Comparison) -> str:
@@ -162,7 +188,8 @@ def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
     pooled = latency_statistics([x for r in per_round for x in r], first["batch_size"])
     gpu_peaks = [r["peak_gpu_memory_bytes"] for r in rounds if r.get("peak_gpu_memory_bytes") is not None]
     kept = ("status", "hardware", "hardware_description", "device", "model", "model_type", "variant", "batch_size",
-            "sequence_length", "threads", "timing_settings", "inputs", "flops_per_batch", "model_bytes", "parity")
+            "sequence_length", "threads", "timing_settings", "inputs", "flops_per_batch", "model_bytes", "parity",
+            "architecture")
     return {
         **{key: first.get(key) for key in kept},
         **pooled,  # every iteration of every round: mean, percentiles, spread
@@ -183,8 +210,20 @@ def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
         "quiet": _quiet_summary([r["quiet"] for r in rounds]),
         "comparison": {"id": comparison["comparison_id"], "started": comparison["started"],
                        "orders": comparison["orders"]},
+        "shape_gemms": comparison.get("gemms") or [],
+        "compile_counters": _summed_counters([r.get("compile_counters") for r in rounds]),
         "environment": first["environment"],
     }
+
+
+def _summed_counters(per_round: list[dict[str, int] | None]) -> dict[str, int] | None:
+    """torch.compile's counters during the timed calls, summed over the rounds (None for other engines)."""
+    counted = [c for c in per_round if c is not None]
+    if not counted:
+        return None
+    return {"recompilations": sum(c["recompilations"] for c in counted),
+            "graph_breaks": sum(c["graph_breaks"] for c in counted),  # during the timed calls
+            "graphs": max(c["graphs"] for c in counted)}  # graphs the compiled model was split into
 
 
 def _quiet_summary(per_round: list[dict[str, Any]]) -> dict[str, Any]:

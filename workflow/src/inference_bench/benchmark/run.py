@@ -185,6 +185,7 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
     log.info("%s: %d warm-up, then >= %d iterations and >= %.1f s", label, job.timing.warmup_iterations,
              job.timing.min_iterations, job.timing.min_duration_s)
     timed_call = runner.timed_call(feeds)
+    counted_before = runner.compile_counters()
     for attempt in (1, 2):
         with QuietCheck() as check:
             latencies_ms = time_calls(timed_call, job.timing, label=label)
@@ -195,6 +196,13 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
         log.warning("%s: other processes used %.0f%% of the machine while timing; timing once more", label,
                     100 * share)
     quiet = {**check.report.as_dict(), "canary_ms": canary, "retried": attempt == 2, "noisy": noisy}
+    counted_after = runner.compile_counters()
+    # What the compiler did while the calls were timed (warm-up included in neither): recompilations, breaks.
+    compile_counters = None if counted_before is None or counted_after is None else {
+        "recompilations": counted_after["frames_compiled"] - counted_before["frames_compiled"],
+        "graph_breaks": counted_after["graph_breaks"] - counted_before["graph_breaks"],
+        "graphs": counted_after["unique_graphs"],
+    }
     stats = latency_statistics(latencies_ms, job.batch_size)
     flops = encoder_flops(facts, job.batch_size, width)  # the width computed, padding included
     log.info("%s: median %.2f ms, %.1f seq/s over %d iterations", label, stats["p50_ms"],
@@ -214,6 +222,8 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
         "timing_settings": asdict(job.timing),
         **stats,
         "inputs": inputs,
+        "architecture": asdict(facts),
+        "compile_counters": compile_counters,
         "flops_per_batch": flops,
         "achieved_gflops": flops / (stats["p50_ms"] / 1000.0) / 1e9,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

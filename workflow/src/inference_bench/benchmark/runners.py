@@ -28,6 +28,9 @@ class Runner(Protocol):
     def peak_device_memory_bytes(self) -> int | None:
         """Peak GPU memory this process used, or None on CPU."""
 
+    def compile_counters(self) -> dict[str, int] | None:
+        """The compiler's running counts (frames compiled, graph breaks) for an engine that compiles, else None."""
+
 
 class TorchRunner:
     """Hugging Face model in PyTorch: eager FP32 (the baseline), BF16, FP16, or through torch.compile."""
@@ -56,6 +59,13 @@ class TorchRunner:
         self.model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         # Shapes are fixed within a job, so compile without dynamic shapes: the parity batch and the
         # timed batch each compile once, the second during warm-up.
+        self.compiled = variant.compiled
+        if variant.compiled:
+            # Compile in this process: inductor's pool of compile workers would otherwise still be starting
+            # up while the calls are timed, and the quiet-machine check would count them as neighbours.
+            import torch._inductor.config
+
+            torch._inductor.config.compile_threads = 1
         self.model = torch.compile(model, dynamic=False) if variant.compiled else model
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -92,6 +102,16 @@ class TorchRunner:
         if self.device.type != "cuda":
             return None
         return int(self._torch.cuda.max_memory_allocated(self.device))
+
+    def compile_counters(self) -> dict[str, int] | None:
+        """torch._dynamo's running counts: frames compiled (a recompilation compiles one more), graph breaks."""
+        if not self.compiled:
+            return None
+        from torch._dynamo.utils import counters
+
+        return {"frames_compiled": int(counters["frames"]["total"]),
+                "graph_breaks": int(sum(counters["graph_break"].values())),
+                "unique_graphs": int(counters["stats"]["unique_graphs"])}
 
 
 class OrtRunner:
@@ -168,6 +188,9 @@ class OrtRunner:
         if used is None or self._context_bytes is None:
             return None
         return max(used - self._context_bytes, 0)
+
+    def compile_counters(self) -> dict[str, int] | None:
+        return None
 
 
 def _cuda_context_bytes() -> int | None:
