@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY_OVERRIDES, make_project
-from inference_bench.toolkit import TransformerOptimizationToolkit
+from inference_bench import TransformerOptimizationToolkit
 
 pytestmark = pytest.mark.e2e
 

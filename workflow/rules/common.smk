@@ -5,7 +5,7 @@ import sys
 from types import SimpleNamespace
 from pathlib import Path
 
-from inference_bench import integrity, layout
+from inference_bench import integrity, layout, terminal
 from inference_bench.benchmark import rounds
 from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
 from inference_bench.config_validation import (
@@ -22,6 +22,9 @@ from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.provenance import config_sources, settings_hash
 from inference_bench.readme import summary_stale_note
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
+
+# One line per job that does work on the terminal; Snakemake's full job headers with --verbose.
+terminal.install(verbose=bool(getattr(workflow.output_settings, "verbose", False)))
 
 
 try:

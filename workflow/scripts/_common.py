@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +26,8 @@ def use_this_checkout() -> None:
 
 
 use_this_checkout()
+# Hugging Face's progress bars ("Loading weights") are noise on the terminal; the worker processes inherit this.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 #: Loggers whose INFO lines the terminal shows: the pipeline's own. Other libraries' records, and Python

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from inference_bench.benchmark.rounds import LOG_ONLY
 from inference_bench.flops import Gemm
 from inference_bench.hardware import DEVICE_PROVIDERS, _cpuinfo_field, cpu_flags, runs_here
 from inference_bench.variants import VARIANTS
@@ -104,7 +105,7 @@ def measure_gemms(device: str, threads: int, gemms: Iterable[Gemm],
         results.append({"engine": engine, "precision": dtype, "gemm": gemm.name, "batch": gemm.batch,
                         "m": gemm.m, "k": gemm.k, "n": gemm.n, "best_s": seconds, "gflops": gflops})
         log.info("%s %s %s (%d x %d x %d x %d): %.1f GFLOP/s", engine, dtype, gemm.name, gemm.batch, gemm.m,
-                 gemm.k, gemm.n, gflops)
+                 gemm.k, gemm.n, gflops, extra=LOG_ONLY)
 
     providers = list(DEVICE_PROVIDERS[device])
     with tempfile.TemporaryDirectory() as folder:
@@ -206,7 +207,7 @@ def measure_bandwidth(device: str, threads: int, array_bytes: int, budget_s: flo
     triad_s, read_s = best_seconds(triad, budget_s), best_seconds(read, budget_s)
     result = {"array_bytes": n * 4, "triad_gbs": 3 * n * 4 / triad_s / 1e9, "read_gbs": n * 4 / read_s / 1e9}
     log.info("bandwidth, arrays of %.0f MiB: triad %.1f GB/s, read %.1f GB/s", n * 4 / 2**20,
-             result["triad_gbs"], result["read_gbs"])
+             result["triad_gbs"], result["read_gbs"], extra=LOG_ONLY)
     return result
 
 

@@ -72,7 +72,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
-        log.info("wrote %s", path)
+    log.info("wrote %d charts to %s", len(written), out)
     return written
 
 
@@ -293,8 +293,9 @@ def _roofline(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]):
                         palette=palette, ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(_PLAIN_NUMBERS)
-        ax.yaxis.set_major_formatter(_PLAIN_NUMBERS)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(_PLAIN_NUMBERS)
+            axis.set_minor_formatter(_PLAIN_NUMBERS if axis is ax.xaxis else matplotlib.ticker.NullFormatter())
         ax.set_xlabel("arithmetic intensity: FLOPs per byte the pass must move (log)")
         ax.set_ylabel("achieved GFLOP/s (INT8: GOP/s; log)")
         date = str(roofs.get("calibration_date") or "")[:10]

@@ -61,9 +61,9 @@ _REPORTING_MODULES = frozenset(
     {"aggregate.py", "tables.py", "charts.py", "readme.py", "targets.py", "integrity.py", "gpu_check.py",
      "config_validation.py", "layout.py", "errors.py", "environment.py", "regression.py", "roofline.py"}
 )
-#: Package modules that drive the workflow from Python (the toolkit): they neither measure nor draw, so they
-#: are in neither hash.
-_DRIVER_MODULES = frozenset({"toolkit.py"})
+#: Package modules that drive the workflow (the toolkit from Python, the terminal's filter): they neither
+#: measure nor draw, so they are in neither hash.
+_DRIVER_MODULES = frozenset({"toolkit.py", "terminal.py"})
 
 
 def measuring_code_hash() -> str:
