@@ -52,12 +52,12 @@ def test_memory_roofs_read_and_triad_from_memory_and_cache(monkeypatch):
         return real(device, threads, 2**20, budget_s=0.01)  # keep the test fast; the sizes asked are checked
 
     monkeypatch.setattr(calibration, "measure_bandwidth", small)
-    monkeypatch.setattr(calibration, "last_level_cache_bytes", lambda: 32 * 2**20)
+    monkeypatch.setattr(calibration, "last_level_cache_bytes", lambda device: 32 * 2**20)
     roofs = calibration.measure_memory_roofs("cpu", threads=1)
     assert sizes == [256 * 2**20, 32 * 2**20 // 6]  # 8 x the cache (256 MiB at least), then half the cache in 3
     for level in ("memory", "cache"):
         assert roofs[level]["roof_gbs"] == max(roofs[level]["triad_gbs"], roofs[level]["read_gbs"]) > 0
-    monkeypatch.setattr(calibration, "last_level_cache_bytes", lambda: None)
+    monkeypatch.setattr(calibration, "last_level_cache_bytes", lambda device: None)
     assert "cache" not in calibration.measure_memory_roofs("cpu", threads=1)
 
 

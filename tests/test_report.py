@@ -53,7 +53,7 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     assert "old table" not in first
     assert "**cpu**" in first and "**t4**" in first and "images/m/hardware.png" in first
     assert "| ort-int8 | 1 | 128 |" in first
-    assert "% of peak" in first and "images/m/efficiency.png" in first
+    assert "% of bound (roof)" in first and "images/m/efficiency.png" in first
     assert "| ort-fp32 | 265 | Attention 6 |" in first and "| onnx-fp16 | 133 | none |" in first
     assert "ort-int8 min per-token cosine ≥ 0.999 at batch 1, sequence 128 | 1.000000 | yes" in first
     assert not update_readme(readme, two_tags, ["m"], targets)

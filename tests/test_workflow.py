@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("project"))
-    snakemake(project)
+    result = snakemake(project)
+    (project / "terminal.log").write_text(result.stdout + result.stderr)  # what a user's terminal showed
     return project
 
 
@@ -214,3 +215,41 @@ def test_the_terminal_shows_the_pipelines_own_lines_and_the_log_keeps_the_rest(t
     assert "fused 6 attention layers" in shown
     assert "pre-processing" not in shown and "truncated" not in shown
     assert "pre-processing" in kept and "truncated" in kept and "fused 6 attention layers" in kept
+
+
+def test_the_terminal_gets_one_line_per_job_that_works(finished_run):
+    """Snakemake's job headers become one line each; result copies, "Finished" and "Execute" lines are dropped;
+    errors and the pipeline's own lines pass; --verbose turns the filter off."""
+    import logging
+
+    from snakemake_interface_logger_plugins.common import LogEvent
+
+    from inference_bench.terminal import ShortJobLines
+
+    short = ShortJobLines()
+
+    def passes(msg, **extra):
+        record = logging.LogRecord("snakemake.logging", extra.pop("level", logging.INFO), __file__, 1, msg, (), None)
+        record.__dict__.update(extra)
+        return short.filter(record), record
+
+    kept, header = passes(" Rule: benchmark, Jobid: 7", event=LogEvent.JOB_INFO, jobid=7, rule_name="benchmark",
+                          wildcards={"model": "m", "batch": "32"})
+    assert kept and header.event == LogEvent.RUN_INFO and header.getMessage().endswith("] benchmark (model=m, batch=32)")
+    assert not passes("", event=LogEvent.JOB_INFO, jobid=8, rule_name="variant_result", wildcards={})[0]
+    assert not passes("Execute 1 jobs...", event=LogEvent.JOB_STARTED, jobs=[7])[0]
+    assert not passes("Select jobs to execute...")[0]
+    assert not passes("", event=LogEvent.JOB_FINISHED, job_id=8)[0]
+    assert not passes("", event=LogEvent.PROGRESS, done=3, total=9)[0]  # after a result copy
+    assert passes("", event=LogEvent.PROGRESS, done=9, total=9)[0]  # the last one always
+    assert not passes("", event=LogEvent.JOB_FINISHED, job_id=7)[0]
+    assert passes("", event=LogEvent.PROGRESS, done=4, total=9)[0]  # after a job that worked
+    assert passes("benchmark failed", event=LogEvent.JOB_ERROR, level=logging.ERROR)[0]
+    assert passes("2026-11-27 INFO inference_bench.rounds: round 1 of 3 done")[0]
+
+    # The finished run's terminal: a line per job that works (15 of the 24: not the 8 result copies nor `all`).
+    terminal = (finished_run / "terminal.log").read_text()
+    job_lines = [line for line in terminal.splitlines() if line.startswith("[") and "] " in line]
+    assert len(job_lines) == 15 and not any("variant_result" in line for line in job_lines)
+    assert "Finished jobid" not in terminal and "Loading weights" not in terminal
+    assert len(terminal.splitlines()) < 130

@@ -41,7 +41,7 @@ else
 fi
 
 python3 -m snakemake --cores "$(nproc)" summaries --configfile "${configs[@]}" --config hardware="$tag" \
-    --keep-going 2>&1 | tee "$OUT/snakemake.txt" | grep -E "^(rule |Finished|Error|WorkflowError)|ERROR|of .* steps" || true
+    --keep-going 2>&1 | tee "$OUT/snakemake.txt" | grep -E "^\[|Error|ERROR|of .* steps" || true
 
 mkdir -p "$OUT/results"
 cp -r "results/$tag" "$OUT/results/" 2>/dev/null || echo "no results/$tag to bring back" >&2

@@ -23,8 +23,11 @@ from inference_bench.provenance import config_sources, settings_hash
 from inference_bench.readme import summary_stale_note
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
 
-# One line per job that does work on the terminal; Snakemake's full job headers with --verbose.
-terminal.install(verbose=bool(getattr(workflow.output_settings, "verbose", False)))
+# One line per job that does work on the terminal; Snakemake's full job headers with --verbose, and in a dry
+# run (the plan is what a dry run is for).
+# (Snakemake knows it is a dry run only once its executor is chosen, after the Snakefile is read: asked per line.)
+terminal.install(verbose=bool(getattr(workflow.output_settings, "verbose", False)),
+                 dry_run=lambda: workflow.dryrun)
 
 
 try:

@@ -13,7 +13,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,8 @@ from inference_bench.variants import VARIANTS
 log = logging.getLogger(__name__)
 
 #: How long each shape is timed, at most, after two warm-up calls (at least `_MIN_CALLS` calls).
-SHAPE_BUDGET_S = 0.25
-_MIN_CALLS, _MAX_CALLS = 3, 200
+SHAPE_BUDGET_S = 0.1
+_MIN_CALLS, _MAX_CALLS = 3, 50
 
 
 def best_seconds(call: Callable[[], Any], budget_s: float = SHAPE_BUDGET_S, warmup: int = 2) -> float:
@@ -134,6 +135,8 @@ def measure_gemms(device: str, threads: int, gemms: Iterable[Gemm],
                 sync()
 
             record("torch", dtype, gemm, best_seconds(call, budget_s))
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the comparison's workers, not this process, should hold the GPU's memory
     return results
 
 
@@ -170,8 +173,13 @@ def peak_by_precision(measurements: Iterable[dict[str, Any]]) -> dict[str, float
     return peaks
 
 
-def last_level_cache_bytes() -> int | None:
-    """The size of the largest cache the kernel lists for CPU 0 (its L3 on the machines seen), or None."""
+def last_level_cache_bytes(device: str = "cpu") -> int | None:
+    """The size of the largest cache the kernel lists for CPU 0 (its L3 on the machines seen), or on CUDA the
+    GPU's L2; None where unknown."""
+    if device == "cuda":
+        import torch
+
+        return int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)) or None
     sizes = []
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index[0-9]*"):
         try:
@@ -206,16 +214,19 @@ def measure_bandwidth(device: str, threads: int, array_bytes: int, budget_s: flo
 
     triad_s, read_s = best_seconds(triad, budget_s), best_seconds(read, budget_s)
     result = {"array_bytes": n * 4, "triad_gbs": 3 * n * 4 / triad_s / 1e9, "read_gbs": n * 4 / read_s / 1e9}
+    del a, b, c
+    if device == "cuda":
+        torch.cuda.empty_cache()
     log.info("bandwidth, arrays of %.0f MiB: triad %.1f GB/s, read %.1f GB/s", n * 4 / 2**20,
              result["triad_gbs"], result["read_gbs"], extra=LOG_ONLY)
     return result
 
 
 def measure_memory_roofs(device: str, threads: int) -> dict[str, Any]:
-    """The memory roof: arrays far larger than the last-level cache (8 times it, 256 MiB at least); on a CPU
-    also the cache roof (three arrays filling half the last-level cache), which bounds a pass whose bytes fit
-    in that cache. Each level's roof is the faster of its triad and its read."""
-    llc = last_level_cache_bytes() if device == "cpu" else None
+    """The memory roof: arrays far larger than the last-level cache (8 times it, 256 MiB at least); and the
+    cache roof (three arrays filling half the last-level cache: a CPU's L3, a GPU's L2), which bounds a pass
+    whose bytes fit in that cache. Each level's roof is the faster of its triad and its read."""
+    llc = last_level_cache_bytes(device)
     levels = {"memory": measure_bandwidth(device, threads, max(8 * (llc or 0), 256 * 2**20))}
     if llc:
         levels["cache"] = measure_bandwidth(device, threads, llc // 6)

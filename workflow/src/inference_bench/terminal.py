@@ -4,7 +4,8 @@ Snakemake prints about fifteen lines per job (its input, output, log, reason, re
 the step count). This filter, installed on Snakemake's logger while the workflow is read, keeps a line per job
 (the time, the rule and its wildcards) and the step count after it, and drops the per-variant result jobs
 (they copy a variant's numbers out of its comparison) and the scheduler's "Select jobs"/"Execute" lines.
-Everything else (errors, warnings, the pipeline's own lines) passes untouched; `--verbose` turns it off.
+Everything else (errors, warnings, the pipeline's own lines) passes untouched; `--verbose` and dry runs
+turn it off.
 It reads the records through the logger-plugin interface's events (snakemake_interface_logger_plugins).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from snakemake_interface_logger_plugins.common import LogEvent
 
@@ -23,12 +25,15 @@ _SCHEDULER_CHATTER = ("Select jobs to execute",)
 class ShortJobLines(logging.Filter):
     """Turn each job's header into one line; drop the chatter around it (see the module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dry_run: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
+        self._dry_run = dry_run
         self._rule_of: dict[int, str] = {}
         self._last_finished: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._dry_run():
+            return True
         event = getattr(record, "event", None)
         if event is None:
             return not (record.levelno == logging.INFO and str(record.msg).startswith(_SCHEDULER_CHATTER))
@@ -52,13 +57,13 @@ class ShortJobLines(logging.Filter):
         return True
 
 
-def install(verbose: bool = False) -> None:
+def install(verbose: bool = False, dry_run: Callable[[], bool] = lambda: False) -> None:
     """Put the filter on Snakemake's logger and its handlers (records from child loggers skip the logger's own
-    filters), unless the run is verbose."""
+    filters), unless the run is verbose (or a dry run: its job headers are the plan)."""
     if verbose:
         return
     snakemake_logger = logging.getLogger("snakemake.logging")
-    short = ShortJobLines()
+    short = ShortJobLines(dry_run)
     for target in (snakemake_logger, *snakemake_logger.handlers):
         if not any(isinstance(f, ShortJobLines) for f in target.filters):
             target.addFilter(short)
