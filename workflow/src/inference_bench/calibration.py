@@ -12,15 +12,15 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inference_bench.benchmark.rounds import LOG_ONLY
 from inference_bench.flops import Gemm
-from inference_bench.hardware import DEVICE_PROVIDERS, _cpuinfo_field, cpu_flags, runs_here
+from inference_bench.hardware import DEVICE_PROVIDERS, _cpuinfo_field, runs_here
 from inference_bench.variants import VARIANTS
 
 log = logging.getLogger(__name__)
@@ -200,9 +200,19 @@ def measure_bandwidth(device: str, threads: int, array_bytes: int, budget_s: flo
     if threads:
         torch.set_num_threads(threads)
     n = max(array_bytes // 4, 1024)
-    torch_device = torch.device(device)
-    a, b, c = (torch.rand(n, device=torch_device) for _ in range(3))
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    triad_s, read_s = _stream_seconds(torch, torch.device(device), n, budget_s)
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the arrays are gone: give their memory back
+    result = {"array_bytes": n * 4, "triad_gbs": 3 * n * 4 / triad_s / 1e9, "read_gbs": n * 4 / read_s / 1e9}
+    log.info("bandwidth, arrays of %.0f MiB: triad %.1f GB/s, read %.1f GB/s", n * 4 / 2**20,
+             result["triad_gbs"], result["read_gbs"], extra=LOG_ONLY)
+    return result
+
+
+def _stream_seconds(torch: Any, device: Any, n: int, budget_s: float) -> tuple[float, float]:
+    """The best seconds of a triad and of a read over arrays of `n` float32 values on `device`."""
+    a, b, c = (torch.rand(n, device=device) for _ in range(3))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def triad() -> None:
         torch.add(b, c, alpha=3.0, out=a)
@@ -212,14 +222,7 @@ def measure_bandwidth(device: str, threads: int, array_bytes: int, budget_s: flo
         b.sum()
         sync()
 
-    triad_s, read_s = best_seconds(triad, budget_s), best_seconds(read, budget_s)
-    result = {"array_bytes": n * 4, "triad_gbs": 3 * n * 4 / triad_s / 1e9, "read_gbs": n * 4 / read_s / 1e9}
-    del a, b, c
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    log.info("bandwidth, arrays of %.0f MiB: triad %.1f GB/s, read %.1f GB/s", n * 4 / 2**20,
-             result["triad_gbs"], result["read_gbs"], extra=LOG_ONLY)
-    return result
+    return best_seconds(triad, budget_s), best_seconds(read, budget_s)
 
 
 def measure_memory_roofs(device: str, threads: int) -> dict[str, Any]:

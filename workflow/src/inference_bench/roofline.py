@@ -18,8 +18,8 @@ peaks), so it is reporting code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from inference_bench.errors import PipelineError
