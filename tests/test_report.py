@@ -216,3 +216,31 @@ def test_with_an_experiments_page_other_models_go_there(two_tags, tmp_path):
     assert "### experiment" in experiments and "### m\n" not in experiments
     assert experiments.startswith("why each experiment\n") and "no matching row" not in experiments
     assert not update_readme(readme, [*two_tags, other], ["m"], targets)  # a second pass changes nothing
+
+
+def test_a_summary_from_before_the_roofline_still_renders_its_share_of_peak():
+    from inference_bench.tables import results_table
+
+    old = summarize([record("pytorch", 1, 50.0), record("ort-fp32", 1, 20.0)], {"fp32": 1000.0})
+    old = old.drop(columns=["share_of_bound", "bound_roof", "bound_ms", "compute_bound_ms", "memory_bound_ms",
+                            "bytes_per_batch", "arithmetic_intensity", "outlier"])
+    table = results_table(old)
+    assert "% of peak" in table and "% of bound (roof)" not in table
+    assert list(table["% of peak"]) == [f"{v:.0%}" for v in old["share_of_peak"]]
+
+
+def test_the_roofline_note_names_both_roofs_and_the_theoretical_peak():
+    from inference_bench.readme import roofline_note
+
+    environment = {"roofs": {
+        "peak_gflops": {"fp32": 500.0, "int8": 1900.0},
+        "memory_roofs": {"last_level_cache_bytes": 32 * 2**20, "memory": {"roof_gbs": 52.6},
+                         "cache": {"roof_gbs": 220.8}},
+        "theoretical": {"cores": 2, "fp32_flops_per_cycle_per_core": 64, "clock_ghz": 2.5, "clock_source": "a test clock",
+                        "peak_gflops": {"fp32": 320.0}},
+    }}
+    note = roofline_note(environment)
+    assert "FP32 500, INT8 1900" in note and "53 GB/s from memory" in note and "221 GB/s when they fit the 32 MiB" in note
+    # 500 measured against 2 x 64 x 2.5 = 320: above the nominal clock's peak, so the clock it implies is said.
+    assert "= 320 GFLOP/s, at a test clock; the measured 500 is 156% of it, as if the cores ran at 3.91 GHz." in note
+    assert roofline_note({}) == ""  # a summary from before the roofline

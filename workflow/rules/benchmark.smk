@@ -41,8 +41,12 @@ rule variant_result:
         layout.log_path("{hardware}", "{model}", "bench", "{variant}", "b{batch}_s{seq}"),
     params:
         on_failure=BENCH["on_failure"],
-    run:
-        write_variant_result(input.comparison, output.result, wildcards.variant, params.on_failure, log[0])
+    # A script, not `run:`: Snakemake runs a `run:` block in a new Snakemake process that reads the whole
+    # workflow again (2.5 s a job here, a minute per default run); a script starts a bare interpreter.
+    conda:
+        BENCH_ENV
+    script:
+        "../scripts/variant_result.py"
 
 
 # Does the variant still do the model's job? Its sentence embeddings of the corpus against PyTorch FP32's, on

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 from pathlib import Path
 
 from inference_bench import integrity, layout, terminal
-from inference_bench.benchmark import rounds
 from inference_bench.benchmark.timing import TIMING_CONFIG_KEYS
 from inference_bench.config_validation import (
     check_labelled_dataset,
@@ -271,17 +270,6 @@ def benchmark_config_for_hash(wildcards):
         "variants": comparison_variants(wildcards),
         "hardware_tag": HARDWARE_TAG_SETTINGS,
     }
-
-
-def write_variant_result(comparison, result, variant, on_failure, log_file):
-    """The `variant_result` rule's body (it runs in Snakemake's own process: no interpreter to start)."""
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        rounds.write_variant_result(comparison, result, variant, on_failure)
-    except PipelineError as error:
-        Path(log_file).write_text(f"{error}\n")
-        raise WorkflowError(str(error)) from None
-    Path(log_file).write_text(f"{result} written from {comparison}\n")
 
 
 #: Targets that only redraw the charts and the README from the summaries on disk.

@@ -185,8 +185,11 @@ def outlier_note(record: dict[str, Any], baselines: dict[tuple, dict[str, Any]])
     seen = []
     counters = record.get("compile_counters")
     if counters:
-        seen.append(f"torch.compile: {counters['recompilations']} recompilations and {counters['graph_breaks']} "
-                    f"graph breaks while timed, {counters['graphs']} graph(s)")
+        # The counters span the warm-up and the timed calls (run.py), so the compile of the timed shape, which
+        # the warm-up does once per round, counts here: more than one per round is a recompilation while timed.
+        seen.append(f"torch.compile: {counters['recompilations']} compilations and {counters['graph_breaks']} "
+                    f"graph breaks in warm-up and timed calls over {record.get('rounds') or 1} round(s), "
+                    f"{counters['graphs']} graph(s)")
     quiet = record.get("quiet") or {}
     if quiet.get("other_cpu_share") is not None:
         seen.append(f"other processes used at most {quiet['other_cpu_share']:.0%} of the machine, "

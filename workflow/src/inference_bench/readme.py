@@ -256,8 +256,8 @@ def roofline_note(environment: dict[str, Any]) -> str:
         fp32 = theoretical["peak_gflops"]["fp32"]
         per_core_cycle = theoretical["cores"] * theoretical["fp32_flops_per_cycle_per_core"]
         text += (f" Theoretical FP32 peak: {theoretical['cores']} cores × "
-                 f"{theoretical['fp32_flops_per_cycle_per_core']} FLOP/cycle × {theoretical['clock_ghz']:.2f} GHz "
-                 f"({theoretical['clock_source']}) = {fp32:.0f} GFLOP/s; the measured {peaks['fp32']:.0f} is "
+                 f"{theoretical['fp32_flops_per_cycle_per_core']} FLOP/cycle × {theoretical['clock_ghz']:.2f} GHz = "
+                 f"{fp32:.0f} GFLOP/s, at {theoretical['clock_source']}; the measured {peaks['fp32']:.0f} is "
                  f"{peaks['fp32'] / fp32:.0%} of it")
         text += (f", as if the cores ran at {peaks['fp32'] / per_core_cycle:.2f} GHz." if peaks["fp32"] > fp32
                  else ".")

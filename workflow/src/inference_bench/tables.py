@@ -62,7 +62,13 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
         peak_mb=(summary["peak_gpu_memory_bytes"] if gpu else summary["peak_rss_bytes"]) / 1e6,
         model_mb=summary["model_bytes"] / 1e6,
     )
-    table = shown[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)
+    columns = dict(TABLE_COLUMNS)
+    before_roofline = "share_of_bound" not in shown  # a summary from before the roofline: its share of peak
+    if before_roofline:
+        columns = {("share_of_peak" if key == "share_of_bound" else key): ("% of peak" if key == "share_of_bound"
+                                                                            else heading)
+                   for key, heading in columns.items()}
+    table = shown[list(columns)].rename(columns=columns)
     if "p50_ci_low_ms" in shown:
         table["p50 ms [95% CI]"] = [latency_text(*values) for values in zip(shown["p50_ms"], shown["p50_ci_low_ms"],
                                                                     shown["p50_ci_high_ms"])]
@@ -73,8 +79,11 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
                                                     shown["speedup_paired"])
         ]
     table["min cosine"] = shown["parity_min_token_cosine"].map(lambda v: "–" if pd.isna(v) else f"{v:.6f}")
-    table["% of bound (roof)"] = [bound_text(share, roof) for share, roof in
-                                  zip(shown["share_of_bound"], shown["bound_roof"])]
+    if before_roofline:
+        table["% of peak"] = shown["share_of_peak"].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
+    else:
+        table["% of bound (roof)"] = [bound_text(share, roof) for share, roof in
+                                      zip(shown["share_of_bound"], shown["bound_roof"])]
     if "accuracy_relative" in shown and shown["accuracy_relative"].notna().any():
         table["accuracy vs FP32"] = [accuracy_text(*values) for values in
                                      zip(shown["accuracy_relative"], shown["accuracy_passed"],

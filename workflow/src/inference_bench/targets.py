@@ -61,6 +61,8 @@ def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[d
             & (summary["batch_size"] == target.batch_size)
             & (summary["sequence_length"] == target.sequence_length)
         ]
+        if target.metric not in rows:  # a summary from before the metric existed
+            rows = rows.iloc[0:0]
         measured = float(rows[target.metric].iloc[0]) if not rows.empty else math.nan
         low, high = _interval(rows.iloc[0], target.metric) if not rows.empty else (math.nan, math.nan)
         met = measured >= target.minimum

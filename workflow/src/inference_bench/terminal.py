@@ -58,12 +58,12 @@ class ShortJobLines(logging.Filter):
 
 
 def install(verbose: bool = False, dry_run: Callable[[], bool] = lambda: False) -> None:
-    """Put the filter on Snakemake's logger and its handlers (records from child loggers skip the logger's own
-    filters), unless the run is verbose (or a dry run: its job headers are the plan)."""
+    """Put the filter on the handlers of Snakemake's logger that write to the terminal, unless the run is
+    verbose (or a dry run: its job headers are the plan). Its log file under .snakemake/log keeps every line."""
     if verbose:
         return
-    snakemake_logger = logging.getLogger("snakemake.logging")
     short = ShortJobLines(dry_run)
-    for target in (snakemake_logger, *snakemake_logger.handlers):
-        if not any(isinstance(f, ShortJobLines) for f in target.filters):
-            target.addFilter(short)
+    for handler in logging.getLogger("snakemake.logging").handlers:
+        terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if terminal and not any(isinstance(f, ShortJobLines) for f in handler.filters):
+            handler.addFilter(short)
