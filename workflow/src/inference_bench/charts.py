@@ -81,7 +81,7 @@ _TITLES = {
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
     "efficiency": "achieved GFLOP/s against the measured matmul peak of each precision",
-    "roofline": "roofline: achieved GFLOP/s against FLOPs per byte moved, under both roofs",
+    "roofline": "roofline (achieved GFLOP/s against FLOPs per byte moved)",
     "memory": "model size and peak memory (lower is better)",
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
     "hardware": "throughput across hardware tags",
@@ -295,7 +295,7 @@ def _roofline(summary: pd.DataFrame, environments: dict[str, dict[str, Any]]):
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(_PLAIN_NUMBERS)
-            axis.set_minor_formatter(_PLAIN_NUMBERS if axis is ax.xaxis else matplotlib.ticker.NullFormatter())
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("arithmetic intensity: FLOPs per byte the pass must move (log)")
         ax.set_ylabel("achieved GFLOP/s (INT8: GOP/s; log)")
         date = str(roofs.get("calibration_date") or "")[:10]
