@@ -80,7 +80,7 @@ _TITLES = {
     "speedup": "speedup over PyTorch FP32 eager (paired rounds, 95% interval)",
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
-    "efficiency": "achieved GFLOP/s against the measured matmul peak of each precision",
+    "efficiency": "achieved GFLOP/s, and each bar's share of its roofline bound",
     "roofline": "roofline (achieved GFLOP/s against FLOPs per byte moved)",
     "memory": "model size and peak memory (lower is better)",
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
@@ -139,6 +139,7 @@ def _bars_by_batch(
     label_fmt: str | None = None,
     label_of_row: Callable[[pd.Series], str] | None = None,
     interval: tuple[str, str] | None = None,
+    label_rotation: int = 0,
 ):
     """Bars per batch size and variant, one panel per (hardware tag, sequence length). Bars are labelled
     with their value (`label_fmt`) or with `label_of_row` of the summary row they draw; `interval` names the
@@ -168,7 +169,7 @@ def _bars_by_batch(
                     top = row[interval[1]]
                 if label_of_row:  # above the bar, or above its error bar
                     ax.annotate(label_of_row(row), (centre, top), xytext=(0, 2), textcoords="offset points",
-                                ha="center", va="bottom", fontsize=7)
+                                ha="center", va="bottom", fontsize=7, rotation=label_rotation)
             if log_scale:
                 _log_axis(ax)
             ax.set_title(f"{tag}, sequence {seq}")
@@ -241,7 +242,8 @@ def _efficiency(summary: pd.DataFrame):
             return f"{row['share_of_bound']:.0%} {_ROOF_ABBREVIATIONS.get(row['bound_roof'], '')}"
         return f"{row['share_of_peak']:.0%}" if pd.notna(row["share_of_peak"]) else ""
 
-    figure, axes = _bars_by_batch(summary, "achieved_gflops", "achieved GFLOP/s (INT8: GOP/s)", label_of_row=share)
+    figure, axes = _bars_by_batch(summary, "achieved_gflops", "achieved GFLOP/s (INT8: GOP/s)", label_of_row=share,
+                                  label_rotation=90)
     tags, seqs = _facets(summary)
     for r, tag in enumerate(tags):
         data = summary[summary["hardware"] == tag]
@@ -252,6 +254,9 @@ def _efficiency(summary: pd.DataFrame):
                 ax.axhline(peak, color="0.25", linestyle=style, linewidth=1)
                 ax.annotate(f"{precision} matmul peak {peak:.0f}", (0.99, peak), xycoords=("axes fraction", "data"),
                             ha="right", va="bottom", fontsize=8, color="0.25")
+    for ax in axes.flat:  # room above the tallest bar and the highest peak line for the upright labels
+        if ax.axison:
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
     return figure
 
 
