@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
+from inference_bench.calibration import peak_by_precision
 from inference_bench.errors import PipelineError
 from inference_bench.flops import model_gemms
 from inference_bench.models import ArchitectureFacts
@@ -144,9 +146,8 @@ def merged_peaks(*measurements: Iterable[Mapping[str, Any]], known: Mapping[str,
                  ) -> dict[str, float]:
     """The best GFLOP/s per precision over every measured matrix multiply (and the peaks already `known`)."""
     peaks = dict(known or {})
-    for entries in measurements:
-        for entry in entries:
-            peaks[entry["precision"]] = max(peaks.get(entry["precision"], 0.0), float(entry["gflops"]))
+    for precision, best in peak_by_precision(chain.from_iterable(measurements)).items():
+        peaks[precision] = max(peaks.get(precision, 0.0), best)
     return peaks
 
 
