@@ -5,7 +5,7 @@ import pytest
 
 from inference_bench.artifacts import write_json_atomic
 from inference_bench.benchmark.run import BenchmarkJob, run_benchmark
-from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
+from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.hardware import HardwareMismatchError, HardwareTag, runs_here
 from inference_bench.variants import VARIANTS
 
@@ -60,10 +60,12 @@ def test_unknown_variant_is_refused(tiny_exports):
         _job(tiny_exports["bert"], "onnx-int4")
 
 
-def test_timing_stops_at_both_minimums():
+def test_timing_stops_at_both_minimums_and_warm_up_is_apart():
     calls = []
-    latencies = time_calls(lambda: calls.append(1), TimingSettings(warmup_iterations=3, min_iterations=7,
-                                                                      min_duration_s=0.0))
+    settings = TimingSettings(warmup_iterations=3, min_iterations=7, min_duration_s=0.0)
+    warm_up(lambda: calls.append(1), settings)
+    assert len(calls) == 3
+    latencies = time_calls(lambda: calls.append(1), settings)
     assert len(latencies) == 7 and len(calls) == 10
     latencies = time_calls(lambda: None, TimingSettings(warmup_iterations=0, min_iterations=1, min_duration_s=0.05))
     assert len(latencies) > 1

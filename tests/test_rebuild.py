@@ -280,14 +280,15 @@ def test_the_regression_command_passes_against_itself_and_catches_a_slowdown(cop
     assert same.stdout.count("same within noise") + same.stderr.count("same within noise") == 8
     summary_path = copy_of / f"results/cpu/{MODEL}/summary.csv"
     summary = pd.read_csv(summary_path)
-    # Rows whose 95% interval is narrower than a 20% shift (on a 50 µs call a noisy round can widen it more).
-    slow = summary["p50_ci_low_ms"] * 1.2 > summary["p50_ci_high_ms"]
-    assert slow.sum() >= 4, summary[["variant", "batch_size", "p50_ci_low_ms", "p50_ci_high_ms"]]
+    # What slower code would have measured: every round's latencies, so every interval, scaled alike. Two rounds
+    # of 50 µs calls give intervals far wider than 20% (12.7 standard errors a side), so the tiny run is scaled
+    # past its widest interval; the 20% case is tests/test_regression.py's, on intervals as narrow as real ones.
+    factor = max(1.2, float((summary["p50_ci_high_ms"] / summary["p50_ci_low_ms"]).max()) * 1.05)
     for column in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"):
-        summary.loc[slow, column] *= 1.2  # what 20% slower code would have measured there
+        summary[column] *= factor
     summary.to_csv(summary_path, index=False)
     failed = snakemake(copy_of, "regression", check=False)
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
-    assert f"{slow.sum()} row(s) slower beyond noise (or failed) against HEAD" in output
-    assert "+20.0%" in output
+    assert f"{len(summary)} row(s) slower beyond noise (or failed) against HEAD" in output
+    assert f"+{100 * (factor - 1):.1f}%" in output

@@ -148,6 +148,10 @@ def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_p
     assert "at most 31% of the machine" in note and "1 of 2 rounds timed twice" in note and "1 still over" in note
     assert "1.00–1.20× its time in the calibration job" in note
     assert "Quiet-machine check" not in quiet_note(summarize([record("pytorch", 1, 60.0)]))  # none recorded
+    for rounds in (3, 1):
+        timed = quiet_note(summarize([{**rec, "rounds": rounds} for rec in records]))
+        assert "with a 95% t interval over the rounds" in timed
+        assert ("one round has an interval from its iterations alone" in timed) == (rounds == 1)
 
 
 def test_a_table_measured_by_other_code_is_marked_stale():

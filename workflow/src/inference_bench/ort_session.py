@@ -39,10 +39,15 @@ def make_session(
     return session
 
 
+def declared_feeds(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`feeds` restricted to the inputs the graph declares (an export may drop an unused one)."""
+    declared = {i.name for i in session.get_inputs()}
+    return {k: v for k, v in feeds.items() if k in declared}
+
+
 def run_once(session, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """First output, for feeds restricted to the inputs the graph declares."""
-    declared = {i.name for i in session.get_inputs()}
-    return session.run(None, {k: v for k, v in feeds.items() if k in declared})[0]
+    return session.run(None, declared_feeds(session, feeds))[0]
 
 
 def cuda_bound_call(

@@ -184,7 +184,7 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
     name: for text, the accuracy stage's task metric (Spearman correlation of pairwise sentence
     similarities); otherwise the parity gate's minimum per-token cosine."""
     from inference_bench.accuracy import LABEL_AGREEMENT, TASK_METRIC, agreement, embed, predict
-    from inference_bench.ort_session import make_session, run_once
+    from inference_bench.ort_session import declared_feeds, make_session, run_once
     from inference_bench.parity import compare_hidden_states
     from inference_bench.reference import LOGITS_NAME
 
@@ -196,7 +196,7 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
         # A classifier: the share of calibration texts given FP32's label, as the accuracy stage judges it.
         def labels_of(path: str | Path) -> np.ndarray:
             session = make_session(path)
-            return predict(lambda feeds: session.run([LOGITS_NAME], _declared(session, feeds))[0],
+            return predict(lambda feeds: session.run([LOGITS_NAME], declared_feeds(session, feeds))[0],
                            calibration.feeds).argmax(axis=1)
 
         reference_labels = labels_of(onnx_fp32)
@@ -216,11 +216,6 @@ def _has_logits(onnx_path: str | Path) -> bool:
     from inference_bench.reference import LOGITS_NAME
 
     return LOGITS_NAME in {o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output}
-
-
-def _declared(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    names = {i.name for i in session.get_inputs()}
-    return {k: v for k, v in feeds.items() if k in names}
 
 
 # --- accuracy-aware mixed precision ------------------------------------------------------------------------

@@ -203,10 +203,13 @@ def quiet_note(summary: pd.DataFrame) -> str:
         rounds = int(timed["rounds"].max())
         notes.append(
             f"Latencies are absolute: the median of {rounds} round medians, each round a fresh process per variant "
-            f"in alternating order, with a 95% bootstrap interval."
+            f"in alternating order, with a 95% t interval over the rounds."
         )
+        if int(timed["rounds"].min()) == 1:
+            notes.append("A row timed in one round has an interval from its iterations alone: it says nothing about "
+                         "a rerun (set benchmark.rounds to 3 or more).")
         if "speedup_ci_low" in timed and timed["speedup_ci_low"].notna().any():
-            notes.append("Speedups are paired: the median of per-round ratios to PyTorch timed in the same rounds; an "
+            notes.append("Speedups are paired: the geometric mean of per-round ratios to PyTorch timed in the same rounds; an "
                          "interval that holds 1.0 is no measurable difference.")
         else:
             notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "

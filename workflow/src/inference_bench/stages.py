@@ -184,10 +184,11 @@ def int8_stage(
     calibration = quantize.calibration_set(model_dir, inputs, max_length, seed + 1)
     settings["calibration"] = calibration.description
 
+    def calibration_for(length: int) -> quantize.CalibrationSet:  # minmax reads the set above: tokenized once
+        return calibration if length == max_length else quantize.calibration_set(model_dir, inputs, length, seed + 1)
+
     def static_batches() -> list[dict[str, Any]]:
-        return quantize.calibration_batches(lambda length: quantize.calibration_set(model_dir, inputs, length,
-                                                                                    seed + 1),
-                                            calibration_method, max_length)
+        return quantize.calibration_batches(calibration_for, calibration_method, max_length)
 
     if recipe == "static":
         settings["calibration_method"] = calibration_method

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference_bench.benchmark.quiet import QuietCheck, canary_ms
-from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls
+from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.environment import describe_environment
 from inference_bench.errors import PipelineError, first_line
 from inference_bench.flops import encoder_flops
@@ -186,6 +186,7 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
              job.timing.min_iterations, job.timing.min_duration_s)
     timed_call = runner.timed_call(feeds)
     counted_before = runner.compile_counters()
+    warm_up(timed_call, job.timing)  # outside the quiet check: a compile's g++ processes are not a neighbour
     for attempt in (1, 2):
         with QuietCheck() as check:
             latencies_ms = time_calls(timed_call, job.timing, label=label)
@@ -197,7 +198,7 @@ def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
                     100 * share)
     quiet = {**check.report.as_dict(), "canary_ms": canary, "retried": attempt == 2, "noisy": noisy}
     counted_after = runner.compile_counters()
-    # What the compiler did while the calls were timed (warm-up included in neither): recompilations, breaks.
+    # What the compiler did in the warm-up and the timed calls (a retry's included): compilations, breaks.
     compile_counters = None if counted_before is None or counted_after is None else {
         "recompilations": counted_after["frames_compiled"] - counted_before["frames_compiled"],
         "graph_breaks": counted_after["graph_breaks"] - counted_before["graph_breaks"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -132,37 +132,40 @@ class OrtRunner:
         self._context_bytes = _cuda_context_bytes() if wants_cuda else None
         options = {"CUDAExecutionProvider": {"enable_cuda_graph": "1"}} if cuda_graph else None
         self.session = make_session(onnx_path, providers=providers, threads=threads, provider_options=options)
+        self._plain_session: Any = None
         self.on_cuda = "CUDAExecutionProvider" in self.session.get_providers()[:1]
         self.model_bytes = describe_file(onnx_path)["file_bytes"]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
-    def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        from inference_bench.ort_session import make_session, run_once
-
+    def _untimed_session(self) -> Any:
+        """The session for parity and accuracy calls. A captured CUDA graph replays one shape into fixed
+        buffers, so other shapes run through a plain session of the same file on the same provider (the
+        kernels a graph replays), opened once; `timed_call` releases it, so its memory is not the variant's."""
         if not self._cuda_graph:
-            return np.asarray(run_once(self.session, feeds), dtype=np.float32)
-        # A captured graph replays one shape into fixed buffers; the parity batch has another shape, so it
-        # runs through the same file on the same provider without a graph (the kernels a graph replays).
-        plain = make_session(self._path, providers=self._providers, threads=self._threads)
-        try:
-            return np.asarray(run_once(plain, feeds), dtype=np.float32)
-        finally:
-            del plain
+            return self.session
+        if self._plain_session is None:
+            from inference_bench.ort_session import make_session
+
+            self._plain_session = make_session(self._path, providers=self._providers, threads=self._threads)
+        return self._plain_session
+
+    def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        from inference_bench.ort_session import run_once
+
+        return np.asarray(run_once(self._untimed_session(), feeds), dtype=np.float32)
 
     def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
-        from inference_bench.ort_session import make_session
+        from inference_bench.ort_session import declared_feeds
         from inference_bench.reference import LOGITS_NAME
 
         if LOGITS_NAME not in {output.name for output in self.session.get_outputs()}:
             return None
-        session = self.session if not self._cuda_graph else make_session(
-            self._path, providers=self._providers, threads=self._threads)
-        declared = {i.name for i in session.get_inputs()}
-        logits = session.run([LOGITS_NAME], {k: v for k, v in feeds.items() if k in declared})[0]
-        return np.asarray(logits, dtype=np.float32)
+        session = self._untimed_session()
+        return np.asarray(session.run([LOGITS_NAME], declared_feeds(session, feeds))[0], dtype=np.float32)
 
     def timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
+        self._plain_session = None
         feeds = {name: feeds[name] for name in self.input_names}
         if not self.on_cuda:
             # Every output, as PyTorch computes every output (a classifier's logits beside the hidden state).

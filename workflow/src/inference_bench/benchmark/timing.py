@@ -36,11 +36,16 @@ class TimingSettings:
 TIMING_CONFIG_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s")
 
 
-def time_calls(call: Callable[[], None], settings: TimingSettings, label: str = "") -> list[float]:
-    """Latency of each timed call in milliseconds. `call` must return only when its work is done
-    (a CUDA runner synchronizes inside it), so the host clock measures the model and nothing else."""
+def warm_up(call: Callable[[], None], settings: TimingSettings) -> None:
+    """The untimed calls before `time_calls`: kept apart so that what they set off (torch.compile's compiler
+    processes, allocator growth) happens before the quiet-machine check starts watching."""
     for _ in range(settings.warmup_iterations):
         call()
+
+
+def time_calls(call: Callable[[], None], settings: TimingSettings, label: str = "") -> list[float]:
+    """Latency of each timed call in milliseconds, after `warm_up`. `call` must return only when its work is
+    done (a CUDA runner synchronizes inside it), so the host clock measures the model and nothing else."""
     latencies_ms: list[float] = []
     started = time.perf_counter()
     next_report = started + settings.progress_interval_s
