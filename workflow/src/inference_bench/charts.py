@@ -199,10 +199,11 @@ def _speedup_label(row: pd.Series) -> str:
 def _speedup(summary: pd.DataFrame):
     interval = ("speedup_ci_low", "speedup_ci_high") if "speedup_ci_low" in summary else None
     figure, axes = _bars_by_batch(summary, "speedup_vs_pytorch", "speedup (×)", label_of_row=_speedup_label,
-                                  interval=interval)
+                                  interval=interval, label_rotation=90)  # upright: neighbours' labels never collide
     for ax in axes.flat:
         if ax.axison:
             ax.axhline(1.0, color="0.2", linewidth=1, linestyle="--")
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.15)  # room above the highest error bar for its upright label
     return figure
 
 

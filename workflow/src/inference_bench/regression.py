@@ -21,13 +21,13 @@ import pandas as pd
 
 from inference_bench import layout
 from inference_bench.errors import PipelineError
-from inference_bench.tables import markdown_table
+from inference_bench.tables import latency_text, markdown_table
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SLOWER, FASTER, SAME = "slower", "faster", "same within noise"
 FAILED = "failed (a number before)"
-#: The change below which a row is never called slower or faster (the config's `regression.min_change`): two
-#: default runs back to back on a 2-core VM differed by up to 12.8% on rows whose intervals did not overlap.
+#: The change below which a row is never called slower or faster (the config's `regression.min_change`): default
+#: runs hours apart on a 2-core VM had disjoint intervals on a few rows, up to 27% apart (the host moves).
 DEFAULT_MIN_CHANGE = 0.15
 
 
@@ -135,18 +135,15 @@ def host_note(committed: pd.DataFrame, fresh: pd.DataFrame) -> str:
 
 
 def report_table(comparison: pd.DataFrame) -> str:
-    def latency(value: float, low: float, high: float) -> str:
-        return "–" if pd.isna(value) else f"{value:.3g} [{low:.3g}–{high:.3g}]"
-
     table = pd.DataFrame({
         "model": comparison["model"],
         "variant": comparison["variant"],
         "batch": comparison["batch_size"],
         "seq": comparison["sequence_length"],
-        "committed p50 ms": [latency(*v) for v in zip(comparison["p50_ms_committed"], comparison["low_committed"],
-                                                      comparison["high_committed"])],
-        "fresh p50 ms": [latency(*v) for v in zip(comparison["p50_ms_fresh"], comparison["low_fresh"],
-                                                  comparison["high_fresh"])],
+        "committed p50 ms": [latency_text(*v) for v in zip(
+            comparison["p50_ms_committed"], comparison["low_committed"], comparison["high_committed"])],
+        "fresh p50 ms": [latency_text(*v) for v in zip(
+            comparison["p50_ms_fresh"], comparison["low_fresh"], comparison["high_fresh"])],
         "change": comparison["change"].map(lambda v: "–" if pd.isna(v) else f"{v:+.1%}"),
         "verdict": [f"**{v}**" if is_regression(pd.Series([v])).iloc[0] else v for v in comparison["verdict"]],
     })
