@@ -209,8 +209,8 @@ def quiet_note(summary: pd.DataFrame) -> str:
             notes.append("A row timed in one round has an interval from its iterations alone: it says nothing about "
                          "a rerun (set benchmark.rounds to 3 or more).")
         if "speedup_ci_low" in timed and timed["speedup_ci_low"].notna().any():
-            notes.append("Speedups are paired: the geometric mean of per-round ratios to PyTorch timed in the same rounds; an "
-                         "interval that holds 1.0 is no measurable difference.")
+            notes.append("Speedups are paired: the geometric mean of per-round ratios to PyTorch timed in the same "
+                         "rounds; an interval that holds 1.0 is no measurable difference.")
         else:
             notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "
                          "within one table only.")
