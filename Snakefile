@@ -13,10 +13,13 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# One rule file per stage, each beside its subpackage of inference_bench (workflow/src/inference_bench/).
 include: "workflow/rules/common.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/build.smk"
+include: "workflow/rules/accuracy.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/targets.smk"
 
 
 rule all:

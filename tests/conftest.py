@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 import _common  # noqa: F401,E402
 from inference_bench.models import ModelSpec, prepare_model_dir  # noqa: E402
-from inference_bench.readme import START  # noqa: E402
+from inference_bench.report.readme import START  # noqa: E402
 
 TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
 README = f"# Project\n\nkept\n\n{START}\n<!-- results:end -->\n\nkept too\n"
@@ -86,7 +86,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
     """onnx-fp32 export and reference outputs for each tiny model."""
-    from inference_bench.stages import export_stage, reference_stage
+    from inference_bench.build.stages import export_stage, reference_stage
 
     base = tmp_path_factory.mktemp("exports")
     out = {}

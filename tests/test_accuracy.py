@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference_bench.accuracy import (
-    TASK_METRIC,
-    accuracy_record,
-    agreement,
-    embed,
-    load_corpus,
-    mean_pooled,
-    save_text_reference,
-)
+from inference_bench.inputs.corpus import load_corpus
+from inference_bench.accuracy.task import TASK_METRIC, accuracy_record, agreement, embed, mean_pooled, save_text_reference
 
 
 def test_the_corpus_is_natural_english_from_a_few_words_to_long_passages():

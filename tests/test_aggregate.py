@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from conftest import record
-from inference_bench.aggregate import aggregate, summarize
-from inference_bench.tables import format_number, markdown_table
+from inference_bench.report.aggregate import aggregate, summarize
+from inference_bench.report.tables import format_number, markdown_table
 
 
 def test_speedup_is_pytorch_median_over_variant_median():
@@ -73,7 +73,7 @@ ROOFS = {"last_level_cache_bytes": 32 * 2**20, "memory": {"roof_gbs": 90.0}, "ca
 
 
 def _with_shape(rec, seq=16):
-    from inference_bench.flops import encoder_flops
+    from inference_bench.measure.flops import encoder_flops
     from inference_bench.models import ArchitectureFacts
 
     rec["architecture"] = dict(DISTILBERT)
@@ -101,7 +101,7 @@ def test_each_row_has_its_share_of_the_roofline_bound_and_its_roof():
 
 
 def test_a_row_above_its_bound_fails_aggregation_naming_it():
-    from inference_bench.roofline import AboveBoundError
+    from inference_bench.report.roofline import AboveBoundError
 
     records = [_with_shape(record("pytorch", 1, 10.0)), _with_shape(record("onnx-fp32", 1, 2.0))]
     # 1.36 GFLOP in 2 ms is 680 GFLOP/s, above a 500 GFLOP/s peak: the bound (2.7 ms) is wrong.

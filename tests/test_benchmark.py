@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.run import BenchmarkJob, run_benchmark
-from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls, warm_up
+from inference_bench.measure.run import BenchmarkJob, run_benchmark
+from inference_bench.measure.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.hardware import HardwareMismatchError, HardwareTag, runs_here
 from inference_bench.variants import VARIANTS
 
@@ -95,7 +95,7 @@ def test_cuda_runners_time_on_device(tiny_exports, tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from inference_bench.stages import fp16_stage, optimize_stage
+    from inference_bench.build.stages import fp16_stage, optimize_stage
 
     paths = tiny_exports["distilbert"]
     fused, fp16 = tmp_path / "ort-fp32.onnx", tmp_path / "ort-fp16.onnx"
@@ -122,7 +122,7 @@ def test_the_gpu_name_picks_the_hardware_tag():
     import yaml
 
     from conftest import ROOT
-    from inference_bench.gpu_check import tag_for_gpu
+    from inference_bench.measure.gpu_check import tag_for_gpu
 
     tags = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["hardware_tags"]
     assert tag_for_gpu("NVIDIA H100 80GB HBM3", tags) == "h100"
@@ -135,7 +135,7 @@ def test_the_gpu_name_picks_the_hardware_tag():
 def test_flops_of_distilbert_base_at_batch_1_sequence_128():
     from transformers import AutoConfig
 
-    from inference_bench.flops import encoder_flops
+    from inference_bench.measure.flops import encoder_flops
     from inference_bench.models import ArchitectureFacts
 
     facts = ArchitectureFacts.from_hf_config(AutoConfig.for_model("distilbert"))
@@ -186,7 +186,7 @@ def test_the_quiet_check_sees_a_busy_neighbour():
     import sys
     import time
 
-    from inference_bench.benchmark.quiet import QuietCheck, canary_ms
+    from inference_bench.measure.quiet import QuietCheck, canary_ms
 
     assert 0 < canary_ms(size=64, repeats=5) < 1000
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -206,8 +206,8 @@ def test_the_quiet_check_sees_a_busy_neighbour():
 @pytest.mark.parametrize(("shares", "retried", "noisy"), [((0.02,), False, False), ((0.5, 0.05), True, False),
                                                            ((0.5, 0.4), True, True)])
 def test_a_noisy_timing_is_retried_once_and_recorded(tiny_exports, monkeypatch, shares, retried, noisy):
-    import inference_bench.benchmark.run as run
-    from inference_bench.benchmark.quiet import QuietReport
+    import inference_bench.measure.run as run
+    from inference_bench.measure.quiet import QuietReport
 
     seen = iter(shares)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from inference_bench.calibration import measure_matmul_peaks, peak_by_precision
+from inference_bench.measure.calibration import measure_matmul_peaks, peak_by_precision
 from inference_bench.hardware import runs_here
 from inference_bench.variants import VARIANTS
 
@@ -22,8 +22,8 @@ def test_cpu_matmul_peaks_for_each_engine_and_precision():
 
 
 def test_the_model_own_products_are_timed_per_engine_and_precision():
-    from inference_bench.calibration import measure_gemms
-    from inference_bench.flops import model_gemms
+    from inference_bench.measure.calibration import measure_gemms
+    from inference_bench.measure.flops import model_gemms
     from inference_bench.models import ArchitectureFacts
 
     facts = ArchitectureFacts(model_type="bert", num_layers=2, num_heads=2, hidden_size=32, intermediate_size=64,
@@ -42,7 +42,7 @@ def test_the_model_own_products_are_timed_per_engine_and_precision():
 
 
 def test_memory_roofs_read_and_triad_from_memory_and_cache(monkeypatch):
-    from inference_bench import calibration
+    from inference_bench.measure import calibration
 
     sizes = []
     real = calibration.measure_bandwidth
@@ -62,7 +62,7 @@ def test_memory_roofs_read_and_triad_from_memory_and_cache(monkeypatch):
 
 
 def test_theoretical_peak_from_cores_lanes_and_clock(monkeypatch):
-    from inference_bench import calibration
+    from inference_bench.measure import calibration
 
     fields = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "fpu avx2 fma avx512f avx512_vnni avx512_bf16",
               "cpu MHz": "2500.000"}

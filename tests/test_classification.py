@@ -16,7 +16,8 @@ import yaml
 from test_rebuild import planned
 
 from conftest import TINY_CONFIG, make_project, snakemake
-from inference_bench.accuracy import load_corpus, read_labelled_csv
+from inference_bench.inputs.corpus import load_corpus
+from inference_bench.accuracy.task import read_labelled_csv
 from inference_bench.models import ModelSourceError, ModelSpec, load_torch_model, model_task, prepare_model_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -79,9 +80,9 @@ def test_a_random_classifier_exports_its_logits_beside_the_hidden_state(tmp_path
     import torch
 
     from inference_bench.models import encoder_outputs
-    from inference_bench.ort_session import make_session
-    from inference_bench.reference import load_reference
-    from inference_bench.stages import export_stage, reference_stage
+    from inference_bench.build.ort_session import make_session
+    from inference_bench.build.reference import load_reference
+    from inference_bench.build.stages import export_stage, reference_stage
 
     spec = ModelSpec(name="cls", source="random", model_type="distilbert", task="sequence-classification",
                      num_labels=3, config_overrides={"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64})

@@ -5,12 +5,12 @@ import onnx
 import pytest
 
 from conftest import MODEL_TYPES
-from inference_bench.inputs import timing_inputs
+from inference_bench.inputs.batches import timing_inputs
 from inference_bench.models import ArchitectureFacts, load_torch_model
-from inference_bench.ort_session import make_session, run_once
-from inference_bench.parity import ParityError
-from inference_bench.reference import load_reference
-from inference_bench.stages import export_stage
+from inference_bench.build.ort_session import make_session, run_once
+from inference_bench.build.parity import ParityError
+from inference_bench.build.reference import load_reference
+from inference_bench.build.stages import export_stage
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)

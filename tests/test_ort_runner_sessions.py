@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference_bench import ort_session
-from inference_bench.benchmark.runners import OrtRunner
-from inference_bench.reference import LOGITS_NAME
+from inference_bench.build import ort_session
+from inference_bench.measure.runners import OrtRunner
+from inference_bench.build.reference import LOGITS_NAME
 
 
 class _Named:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inference_bench.parity import ParityError, Tolerance, compare_hidden_states
+from inference_bench.build.parity import ParityError, Tolerance, compare_hidden_states
 
 
 def _outputs(seed=0):

@@ -9,10 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from inference_bench import quantize
-from inference_bench.accuracy import calibration_texts, evaluation_texts, load_corpus
-from inference_bench.parity import compare_hidden_states
-from inference_bench.stages import int8_stage
+from inference_bench.build import quantize
+from inference_bench.inputs.corpus import calibration_texts, evaluation_texts, load_corpus
+from inference_bench.build.parity import compare_hidden_states
+from inference_bench.build.stages import int8_stage
 from inference_bench.variants import ARTIFACTS
 
 INT8_FLOOR = {"max_abs_diff": None, "min_cosine": 0.9}
@@ -91,7 +91,7 @@ def _chain_with_an_outlier(path) -> list[str]:
 
 
 def _cosine_scorer(reference_path):
-    from inference_bench.ort_session import make_session
+    from inference_bench.build.ort_session import make_session
 
     x = np.random.default_rng(1).normal(size=(4, 8, WIDTH)).astype(np.float32)
     mask = np.ones((4, 8), dtype=np.int64)

@@ -63,7 +63,7 @@ def test_a_real_checkpoint_runs_through_every_stage_with_accuracy(tmp_path):
 
 @pytest.mark.parametrize("padding", ["max_length", "longest"])
 def test_text_inputs_are_corpus_sentences_padded_as_configured(padding):
-    from inference_bench.inputs import text_inputs
+    from inference_bench.inputs.batches import text_inputs
 
     feeds = text_inputs(minilm_dir(), ["input_ids", "attention_mask", "token_type_ids"], 8, 64, seed=0,
                         padding=padding)
@@ -75,7 +75,7 @@ def test_text_inputs_are_corpus_sentences_padded_as_configured(padding):
 
 
 def test_a_model_without_a_tokenizer_has_no_text_inputs(tiny_models):
-    from inference_bench.inputs import text_inputs
+    from inference_bench.inputs.batches import text_inputs
 
     assert text_inputs(tiny_models["bert"], ["input_ids", "attention_mask"], 2, 16, seed=0) is None
 

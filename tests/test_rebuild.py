@@ -105,7 +105,7 @@ def test_config_keys_merely_reordered_rerun_nothing(copy_of):
 
 
 def test_a_change_to_the_measuring_code_measures_again(copy_of):
-    module = copy_of / "workflow/src/inference_bench/flops.py"
+    module = copy_of / "workflow/src/inference_bench/measure/flops.py"
     module.write_text(module.read_text() + "\n# a change to the code that counts FLOPs\n")
     jobs = planned(copy_of)
     assert (jobs.get("benchmark"), jobs.get("variant_result"), jobs.get("calibrate")) == (2, 8, 1), jobs
@@ -154,7 +154,7 @@ def test_the_readme_is_redrawn_from_the_summaries_alone(copy_of):
 
 
 def test_a_change_to_how_tables_are_drawn_redraws_them_and_measures_nothing(copy_of):
-    module = copy_of / "workflow/src/inference_bench/tables.py"
+    module = copy_of / "workflow/src/inference_bench/report/tables.py"
     module.write_text(module.read_text() + "\n# a change to how a table is drawn\n")
     assert planned(copy_of) == REPORT
 

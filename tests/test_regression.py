@@ -8,7 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from inference_bench.regression import (
+from inference_bench.report.regression import (
     FAILED,
     FASTER,
     SAME,

@@ -5,10 +5,10 @@ import shutil
 import pytest
 
 from inference_bench.artifacts import CorruptArtifactError
-from inference_bench.benchmark.run import BenchmarkJob, run_benchmark
-from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.measure.run import BenchmarkJob, run_benchmark
+from inference_bench.measure.timing import TimingSettings
 from inference_bench.hardware import HardwareTag
-from inference_bench.stages import int8_stage, optimize_stage
+from inference_bench.build.stages import int8_stage, optimize_stage
 
 FP32 = {"max_abs_diff": 1e-3, "min_cosine": 0.99999}
 
@@ -52,7 +52,7 @@ def test_truncated_onnx_is_refused_by_the_benchmark(fused_copy):
 def test_unknown_model_type_stops_or_falls_back_as_configured(tiny_exports, tmp_path):
     import json
 
-    from inference_bench.stages import FusionError
+    from inference_bench.build.stages import FusionError
 
     paths = tiny_exports["distilbert"]
     model_dir = tmp_path / "hf"
@@ -82,7 +82,7 @@ def test_no_pickle_and_no_remote_code_anywhere_in_the_pipeline():
     offenders = [f"{p.name}:{n}" for p in sources for n, line in enumerate(p.read_text().splitlines(), 1)
                  if forbidden.search(line)]
     assert offenders == []
-    assert "allow_pickle=False" in (ROOT / "workflow/src/inference_bench/reference.py").read_text()
+    assert "allow_pickle=False" in (ROOT / "workflow/src/inference_bench/build/reference.py").read_text()
 
 
 def test_a_model_broken_on_purpose_fails_the_benchmark_instead_of_timing_it(tiny_exports, tmp_path):
@@ -91,8 +91,8 @@ def test_a_model_broken_on_purpose_fails_the_benchmark_instead_of_timing_it(tiny
     from onnx import numpy_helper
 
     from inference_bench.artifacts import write_sidecar
-    from inference_bench.benchmark.run import DriftError
-    from inference_bench.parity import Tolerance
+    from inference_bench.measure.run import DriftError
+    from inference_bench.build.parity import Tolerance
 
     paths = tiny_exports["bert"]
     model = onnx.load(str(paths["onnx"]))
@@ -101,7 +101,7 @@ def test_a_model_broken_on_purpose_fails_the_benchmark_instead_of_timing_it(tiny
     broken.flat[::7] = np.nan
     weight.CopyFrom(numpy_helper.from_array(broken, weight.name))
     onnx.save(model, str(tmp_path / "broken.onnx"))
-    write_sidecar(tmp_path / "broken.onnx", stage="test")  # a consistent sidecar: only the numbers are wrong
+    write_sidecar(tmp_path / "broken.onnx", versions={}, stage="test")  # a consistent sidecar: only the numbers are wrong
     job = BenchmarkJob(HardwareTag("cpu"), "tiny", "onnx-fp32", 1, 8, str(paths["model_dir"]),
                        str(paths["reference"]), onnx_path=str(tmp_path / "broken.onnx"),
                        timing=TimingSettings(0, 1, 0.0), threads=1,
@@ -111,8 +111,8 @@ def test_a_model_broken_on_purpose_fails_the_benchmark_instead_of_timing_it(tiny
 
 
 def test_drift_past_the_tolerance_fails(tiny_exports):
-    from inference_bench.benchmark.run import DriftError
-    from inference_bench.parity import Tolerance
+    from inference_bench.measure.run import DriftError
+    from inference_bench.build.parity import Tolerance
 
     paths = tiny_exports["bert"]
     job = BenchmarkJob(HardwareTag("cpu"), "tiny", "pytorch", 1, 8, str(paths["model_dir"]), str(paths["reference"]),
@@ -150,7 +150,7 @@ def test_a_job_error_with_a_cause_is_one_line_first_and_its_traceback_goes_to_th
 def test_a_memory_cap_too_small_to_load_the_engine_names_the_setting(tiny_exports):
     paths = tiny_exports["bert"]
     result = _run_python(
-        "from inference_bench.benchmark.run import BenchmarkJob, run_benchmark, OutOfMemoryError\n"
+        "from inference_bench.measure.run import BenchmarkJob, run_benchmark, OutOfMemoryError\n"
         "from inference_bench.hardware import HardwareTag\n"
         f"job = BenchmarkJob(HardwareTag('cpu'), 'tiny', 'pytorch', 1, 8, {str(paths['model_dir'])!r},"
         f" {str(paths['reference'])!r}, memory_limit_mb=200)\n"
@@ -171,7 +171,7 @@ def test_a_memory_cap_too_small_to_load_the_engine_names_the_setting(tiny_export
 
 
 def test_an_unreadable_sidecar_is_named_in_aggregation(tmp_path):
-    from inference_bench.aggregate import artifact_table
+    from inference_bench.report.aggregate import artifact_table
     from inference_bench.artifacts import UnreadableFileError
 
     sidecar = tmp_path / "ort-fp32.json"
@@ -187,7 +187,7 @@ def test_files_written_whole_respect_the_umask(tmp_path, umask):
     import numpy as np
 
     from inference_bench.artifacts import write_json_atomic, write_text_atomic
-    from inference_bench.reference import save_reference
+    from inference_bench.build.reference import save_reference
 
     old = os.umask(umask)
     try:
@@ -259,7 +259,7 @@ def test_a_result_holding_another_jobs_numbers_is_refused(tmp_path):
     import json
 
     from conftest import record
-    from inference_bench.aggregate import aggregate
+    from inference_bench.report.aggregate import aggregate
 
     folder = tmp_path / "results" / "cpu" / "m" / "bench" / "pytorch"
     folder.mkdir(parents=True)

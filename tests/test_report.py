@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from conftest import TINY_CONFIG, record
-from inference_bench.aggregate import summarize
-from inference_bench.charts import draw_charts
+from inference_bench.report.aggregate import summarize
+from inference_bench.report.charts import draw_charts
 from inference_bench.layout import CHARTS
-from inference_bench.readme import END, START, MarkerError, splice, update_readme
-from inference_bench.targets import Target, evaluate_targets
+from inference_bench.report.readme import END, START, MarkerError, splice, update_readme
+from inference_bench.report.targets import Target, evaluate_targets
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_a_target_without_a_matching_row_is_named_in_the_readme(two_tags, tmp_pa
 
 
 def test_a_faster_baseline_is_named():
-    from inference_bench.readme import baseline_wins
+    from inference_bench.report.readme import baseline_wins
 
     records = [record("pytorch", 1, 60.0), record("pytorch-bf16", 1, 30.0), record("ort-fp32", 1, 40.0),
                record("ort-int8", 1, 20.0), record("pytorch-bf16", 16, 500.0), record("ort-fp32", 16, 400.0)]
@@ -137,7 +137,7 @@ def test_a_faster_baseline_is_named():
 
 
 def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_path):
-    from inference_bench.readme import quiet_note
+    from inference_bench.report.readme import quiet_note
 
     records = [record("pytorch", 1, 60.0), record("ort-int8", 1, 12.0)]
     for rec, share, retried, canary in zip(records, (0.02, 0.31), (False, True), (1.0, 1.2)):
@@ -156,7 +156,7 @@ def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_p
 
 def test_a_table_measured_by_other_code_is_marked_stale():
     from inference_bench.environment import measuring_code_hash
-    from inference_bench.readme import stale_note
+    from inference_bench.report.readme import stale_note
 
     assert stale_note({"code_hash": measuring_code_hash()}) == ""
     assert stale_note({}) == ""  # measured before the hash was recorded: nothing to compare
@@ -165,8 +165,8 @@ def test_a_table_measured_by_other_code_is_marked_stale():
 
 def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkeypatch):
     from inference_bench.config_validation import SCHEMA_PATH, validate_config
-    from inference_bench.provenance import config_sources, settings_hash
-    from inference_bench.readme import stale_note
+    from inference_bench.report.provenance import config_sources, settings_hash
+    from inference_bench.report.readme import stale_note
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config").mkdir()
@@ -190,7 +190,7 @@ def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkey
 
 
 def test_a_target_inside_the_interval_is_within_noise_not_missed():
-    from inference_bench.readme import _measured_text, _met_text
+    from inference_bench.report.readme import _measured_text, _met_text
 
     target = Target("cpu", "ort-fp32", 1, 128, "speedup_vs_pytorch", 2.3)
     summary = summarize([record("pytorch", 1, 60.0), record("ort-fp32", 1, 27.0)])
@@ -223,7 +223,7 @@ def test_with_an_experiments_page_other_models_go_there(two_tags, tmp_path):
 
 
 def test_a_summary_from_before_the_roofline_still_renders_its_share_of_peak():
-    from inference_bench.tables import results_table
+    from inference_bench.report.tables import results_table
 
     old = summarize([record("pytorch", 1, 50.0), record("ort-fp32", 1, 20.0)], {"fp32": 1000.0})
     old = old.drop(columns=["share_of_bound", "bound_roof", "bound_ms", "compute_bound_ms", "memory_bound_ms",
@@ -234,7 +234,7 @@ def test_a_summary_from_before_the_roofline_still_renders_its_share_of_peak():
 
 
 def test_the_roofline_note_names_both_roofs_and_the_theoretical_peak():
-    from inference_bench.readme import roofline_note
+    from inference_bench.report.readme import roofline_note
 
     environment = {"roofs": {
         "peak_gflops": {"fp32": 500.0, "int8": 1900.0},

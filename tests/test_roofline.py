@@ -7,7 +7,7 @@ import math
 import pytest
 
 from inference_bench.models import ArchitectureFacts
-from inference_bench.roofline import (
+from inference_bench.report.roofline import (
     AboveBoundError,
     activation_elements,
     bytes_moved,
@@ -60,7 +60,7 @@ def test_a_row_faster_than_its_bound_is_refused_naming_it():
 
 
 def test_compute_time_counts_each_product_at_the_peak_of_its_precision():
-    from inference_bench.roofline import compute_ms
+    from inference_bench.report.roofline import compute_ms
 
     # TINY at batch 1, sequence 3: per layer, weight products 2*3*(4*4*4 + 2*4*8) = 768 FLOPs, attention
     # products 2 heads * 2 * (3*2*3 + 3*3*2) = 144 FLOPs; two layers: 1536 and 288.
@@ -72,7 +72,7 @@ def test_compute_time_counts_each_product_at_the_peak_of_its_precision():
 
 
 def test_the_cache_roof_bounds_a_pass_whose_bytes_fit_the_last_level_cache():
-    from inference_bench.roofline import bandwidth_for, row_bound
+    from inference_bench.report.roofline import bandwidth_for, row_bound
 
     roofs = {"last_level_cache_bytes": 4000, "memory": {"roof_gbs": 10.0}, "cache": {"roof_gbs": 100.0}}
     assert bandwidth_for(3376, roofs) == ("cache", 100.0)
@@ -88,7 +88,7 @@ def test_the_cache_roof_bounds_a_pass_whose_bytes_fit_the_last_level_cache():
 
 
 def test_peaks_merge_to_the_best_of_every_measured_product():
-    from inference_bench.roofline import merged_peaks
+    from inference_bench.report.roofline import merged_peaks
 
     squares = {"fp32": 400.0, "int8": 1500.0}
     model_shapes = [{"precision": "fp32", "gflops": 450.0}, {"precision": "int8", "gflops": 1400.0},

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.benchmark.rounds import (
+from inference_bench.measure.rounds import (
     Comparison,
     VariantFailedError,
     WorkerError,
@@ -17,10 +17,10 @@ from inference_bench.benchmark.rounds import (
     variant_result,
     write_variant_result,
 )
-from inference_bench.benchmark.run import BenchmarkJob
-from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.measure.run import BenchmarkJob
+from inference_bench.measure.timing import TimingSettings
 from inference_bench.hardware import HardwareTag
-from inference_bench.parity import Tolerance
+from inference_bench.build.parity import Tolerance
 
 FAST = TimingSettings(warmup_iterations=1, min_iterations=4, min_duration_s=0.05)
 CPU = HardwareTag(name="cpu", device="cpu", description="test CPU")
@@ -116,7 +116,7 @@ def test_a_worker_that_crashes_stops_the_comparison_with_its_log(tiny_exports, t
 
 
 def test_a_progress_line_says_how_far_and_how_long_is_left():
-    from inference_bench.benchmark.rounds import progress_line
+    from inference_bench.measure.rounds import progress_line
 
     line = progress_line("m batch 32, sequence 128 (7 variants)", 1, 3, 40.0)
     assert line == "m batch 32, sequence 128 (7 variants): round 1 of 3 done, 40 s, about 1 min 20 s left"

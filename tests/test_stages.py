@@ -3,8 +3,8 @@ import json
 import pytest
 
 from inference_bench.models import ArchitectureFacts
-from inference_bench.optimize import expected_fusions
-from inference_bench.stages import FusionError, fp16_stage, int8_stage, optimize_stage
+from inference_bench.build.optimize import expected_fusions
+from inference_bench.build.stages import FusionError, fp16_stage, int8_stage, optimize_stage
 
 FP32 = {"max_abs_diff": 1e-3, "min_cosine": 0.99999}
 
@@ -31,7 +31,7 @@ def test_optimize_fuses_every_layer(tiny_exports, tmp_path, model_type):
 
 def test_incomplete_fusion_fails_naming_the_operator(tiny_models, tmp_path):
     # Exported with SDPA attention, the graph guards the softmax with IsNaN/Where and no Attention fuses.
-    from inference_bench.stages import export_stage, reference_stage
+    from inference_bench.build.stages import export_stage, reference_stage
 
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
     reference_stage(tiny_models["bert"], reference)
@@ -73,7 +73,7 @@ def test_int8_quantizes_the_fused_model(tiny_exports, tmp_path):
 
 
 def test_int8_past_threshold_fails(tiny_exports, tmp_path):
-    from inference_bench.parity import ParityError
+    from inference_bench.build.parity import ParityError
 
     paths = tiny_exports["bert"]
     with pytest.raises(ParityError, match="INT8 .*min per-token cosine"):
@@ -94,7 +94,7 @@ def test_fusion_after_fp16_fuses_as_fully(tiny_exports, tmp_path):
 def test_distilbert_base_shape_fuses_fully(tmp_path):
     """The default model at full size: 6 layers, 12 heads, hidden 768 (random weights)."""
     from inference_bench.models import ModelSpec, prepare_model_dir
-    from inference_bench.stages import export_stage, reference_stage
+    from inference_bench.build.stages import export_stage, reference_stage
 
     model_dir = prepare_model_dir(ModelSpec(name="distilbert-base", model_type="distilbert"), tmp_path / "hf")
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
@@ -108,8 +108,8 @@ def test_distilbert_base_shape_fuses_fully(tmp_path):
 @pytest.mark.parametrize("model_type", ["distilbert", "bert", "roberta"])
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_dynamo_export_with_onnxscript_fusions(tiny_models, tmp_path, model_type, attn_implementation):
-    from inference_bench.optimize import fusion_shortfall
-    from inference_bench.stages import export_stage, reference_stage
+    from inference_bench.build.optimize import fusion_shortfall
+    from inference_bench.build.stages import export_stage, reference_stage
 
     model_dir = tiny_models[model_type]
     onnx_path, reference = tmp_path / "onnx-fp32.onnx", tmp_path / "reference.npz"
@@ -126,7 +126,7 @@ def test_dynamo_export_with_onnxscript_fusions(tiny_models, tmp_path, model_type
 
 
 def test_dynamo_needs_opset_18(tiny_models, tmp_path):
-    from inference_bench.stages import export_stage
+    from inference_bench.build.stages import export_stage
 
     with pytest.raises(ValueError, match="dynamo exporter needs export.opset >= 18, got 17"):
         export_stage(tiny_models["bert"], tmp_path / "m.onnx", tmp_path / "r.npz", opset=17,
@@ -143,7 +143,7 @@ def test_an_fp16_conversion_job_does_not_import_torch(tiny_exports, tmp_path):
     paths = tiny_exports["bert"]
     script = (
         f"import sys; sys.path.insert(0, {str(ROOT / 'workflow' / 'scripts')!r}); import _common\n"
-        "from inference_bench.stages import fp16_stage\n"
+        "from inference_bench.build.stages import fp16_stage\n"
         f"fp16_stage({str(paths['onnx'])!r}, {str(tmp_path / 'onnx-fp16.onnx')!r}, {str(paths['reference'])!r},"
         " True, [], {'max_abs_diff': 0.05, 'min_cosine': 0.999})\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"

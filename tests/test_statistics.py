@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference_bench.statistics import (
+from inference_bench.measure.statistics import (
     NO_MEASURABLE_DIFFERENCE,
     median_interval,
     median_of_round_medians,

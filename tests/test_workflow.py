@@ -199,7 +199,7 @@ def test_the_terminal_shows_the_pipelines_own_lines_and_the_log_keeps_the_rest(t
     log_file = tmp_path / "job.log"
 
     def job() -> None:
-        logging.getLogger("inference_bench.stages").info("fused 6 attention layers")
+        logging.getLogger("inference_bench.build.stages").info("fused 6 attention layers")
         logging.getLogger("onnxruntime.quantization").warning("Please consider pre-processing")
         warnings.warn("the float32 number 1e-09 will be truncated to 1e-07", UserWarning, stacklevel=1)
 

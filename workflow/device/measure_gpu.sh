@@ -28,7 +28,7 @@ YAML
 else
     python3 -c "import torch, onnxruntime; print('torch', torch.__version__, 'onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())" | tee "$OUT/versions.txt"
     set +e
-    tag=$(python3 -m inference_bench.gpu_check config/config.yaml 2> >(tee "$OUT/provider.txt" >&2))
+    tag=$(python3 -m inference_bench.measure.gpu_check config/config.yaml 2> >(tee "$OUT/provider.txt" >&2))
     status=$?
     set -e
     if [[ $status -eq 3 ]]; then

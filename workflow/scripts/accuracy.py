@@ -1,7 +1,7 @@
 from _common import run_logged
-from inference_bench.accuracy import accuracy_record
+from inference_bench.accuracy.task import accuracy_record
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.run import runner_for
+from inference_bench.measure.run import runner_for
 from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads
 
 

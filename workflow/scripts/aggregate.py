@@ -1,5 +1,5 @@
 from _common import run_logged
-from inference_bench.aggregate import aggregate
+from inference_bench.report.aggregate import aggregate
 
 
 def main() -> None:

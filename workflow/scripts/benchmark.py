@@ -1,10 +1,10 @@
 from _common import run_logged
 from inference_bench import layout
-from inference_bench.benchmark.rounds import Comparison, write_comparison
-from inference_bench.benchmark.run import BenchmarkJob
-from inference_bench.benchmark.timing import TimingSettings
+from inference_bench.measure.rounds import Comparison, write_comparison
+from inference_bench.measure.run import BenchmarkJob
+from inference_bench.measure.timing import TimingSettings
 from inference_bench.hardware import HardwareTag, check_machine
-from inference_bench.parity import Tolerance
+from inference_bench.build.parity import Tolerance
 
 
 def main() -> None:

@@ -3,8 +3,8 @@ import logging
 from _common import run_logged
 from inference_bench import layout
 from inference_bench.artifacts import write_json_atomic
-from inference_bench.benchmark.quiet import canary_ms
-from inference_bench.calibration import (measure_matmul_peaks, measure_memory_roofs, peak_by_precision,
+from inference_bench.measure.quiet import canary_ms
+from inference_bench.measure.calibration import (measure_matmul_peaks, measure_memory_roofs, peak_by_precision,
                                          theoretical_peaks)
 from inference_bench.environment import describe_environment
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine, resolve_threads

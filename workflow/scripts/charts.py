@@ -2,7 +2,7 @@ from pathlib import Path
 
 from _common import run_logged
 from inference_bench import layout
-from inference_bench.charts import draw_charts
+from inference_bench.report.charts import draw_charts
 
 
 def main() -> None:

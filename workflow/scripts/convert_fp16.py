@@ -1,5 +1,5 @@
 from _common import run_logged
-from inference_bench.stages import fp16_stage
+from inference_bench.build.stages import fp16_stage
 
 
 def main() -> None:

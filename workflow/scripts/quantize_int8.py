@@ -1,5 +1,5 @@
 from _common import run_logged
-from inference_bench.stages import int8_stage
+from inference_bench.build.stages import int8_stage
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from _common import run_logged
-from inference_bench.readme import update_readme
-from inference_bench.targets import Target
+from inference_bench.report.readme import update_readme
+from inference_bench.report.targets import Target
 
 
 def main() -> None:

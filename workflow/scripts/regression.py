@@ -1,7 +1,7 @@
 import logging
 
 from _common import run_logged
-from inference_bench.regression import check_regressions
+from inference_bench.report.regression import check_regressions
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 from _common import run_logged
-from inference_bench.accuracy import text_reference_stage
+from inference_bench.accuracy.task import text_reference_stage
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 import logging
 
 from _common import run_logged
-from inference_bench.benchmark.rounds import LOG_ONLY, write_variant_result
+from inference_bench.measure.rounds import write_variant_result
+from inference_bench.terminal import LOG_ONLY
 
 log = logging.getLogger("inference_bench.variant_result")
 

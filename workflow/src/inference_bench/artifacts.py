@@ -120,12 +120,11 @@ def describe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"file": Path(path).name, "file_bytes": artifact_bytes(path), "sha256": file_sha256(path)}
 
 
-def write_sidecar(artifact: str | os.PathLike[str], **fields: Any) -> Path:
-    """Write `{artifact}.json`: file size, sha256, tool versions and whatever the stage adds."""
-    from inference_bench.environment import library_versions
-
+def write_sidecar(artifact: str | os.PathLike[str], versions: dict[str, str], **fields: Any) -> Path:
+    """Write `{artifact}.json`: file size, sha256, the tool versions that made it (environment.library_versions)
+    and whatever the stage adds."""
     record: dict[str, Any] = describe_file(artifact)
-    record["versions"] = library_versions()
+    record["versions"] = versions
     record.update(fields)
     out = sidecar_path(artifact)
     write_json_atomic(out, record)

@@ -54,16 +54,25 @@ def git_commit(repo_dir: str | os.PathLike[str] = ".") -> str | None:
     return out.stdout.strip() or None
 
 
-#: Package modules that only report or record (summaries, tables, charts, README, targets, the environment,
-#: checks before a run):
+#: Package modules that only report or record: the report/ stage (summaries, tables, charts, README, targets,
+#: provenance) and the core modules that check or describe a run (the environment itself, checks before a run):
 #: changing them does not change a measured number, so they stay out of the measuring code's hash.
+_REPORTING_PACKAGE = "report"
 _REPORTING_MODULES = frozenset(
-    {"aggregate.py", "tables.py", "charts.py", "readme.py", "targets.py", "integrity.py", "gpu_check.py",
-     "config_validation.py", "layout.py", "errors.py", "environment.py", "regression.py", "roofline.py"}
+    {"integrity.py", "measure/gpu_check.py", "config_validation.py", "layout.py", "errors.py", "environment.py"}
 )
 #: Package modules that drive the workflow (the toolkit from Python, the terminal's filter): they neither
 #: measure nor draw, so they are in neither hash.
 _DRIVER_MODULES = frozenset({"toolkit.py", "terminal.py"})
+
+
+def _package_modules(package: Path) -> list[tuple[str, Path]]:
+    """Every module of the package by its path inside it (`measure/rounds.py`), sorted."""
+    return sorted((path.relative_to(package).as_posix(), path) for path in package.rglob("*.py"))
+
+
+def _reports(name: str) -> bool:
+    return name.split("/")[0] == _REPORTING_PACKAGE or name in _REPORTING_MODULES
 
 
 def measuring_code_hash() -> str:
@@ -72,8 +81,7 @@ def measuring_code_hash() -> str:
     checkout's was measured by other code."""
     package = Path(__file__).resolve().parent
     scripts = package.parents[1] / "scripts"
-    files = sorted(p for p in package.rglob("*.py")
-                   if p.name not in _REPORTING_MODULES | _DRIVER_MODULES or p.parent != package)
+    files = [path for name, path in _package_modules(package) if not _reports(name) and name not in _DRIVER_MODULES]
     files += [scripts / "benchmark.py", scripts / "calibrate.py"]
     digest = hashlib.sha256()
     for path in files:
@@ -88,8 +96,8 @@ def reporting_code_hash() -> str:
     parameter of those rules, so a change to how a table is drawn redraws it (no measuring)."""
     package = Path(__file__).resolve().parent
     scripts = package.parents[1] / "scripts"
-    files = sorted(package / name for name in _REPORTING_MODULES) + [scripts / name for name in
-                                                                      ("aggregate.py", "charts.py", "readme.py")]
+    files = [path for name, path in _package_modules(package) if _reports(name)]
+    files += [scripts / name for name in ("aggregate.py", "charts.py", "readme.py")]
     digest = hashlib.sha256()
     for path in files:
         if path.is_file():

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from snakemake_interface_logger_plugins.common import LogEvent
 
+#: `extra=` of a pipeline line for the job's log and not the terminal (workflow/scripts/_common.py reads it).
+LOG_ONLY = {"terminal": False}
 #: Jobs that do no work worth a line of their own: copying a variant's numbers, the target rule.
 SILENT_RULES = frozenset({"variant_result", "all"})
 _SCHEDULER_CHATTER = ("Select jobs to execute",)

@@ -144,7 +144,7 @@ class TransformerOptimizationToolkit:
         model_dir = self.project / layout.MODEL_DIR.format(model=self.name)
         if not model_dir.exists():
             self._run([layout.MODEL_DIR.format(model=self.name)])
-        from inference_bench.accuracy import has_tokenizer
+        from inference_bench.inputs.corpus import has_tokenizer
 
         if has_tokenizer(model_dir):
             from transformers import AutoTokenizer

@@ -36,7 +36,7 @@ class Artifact:
     precision: Precision
     source: str | None = None  # the artifact it is made from; None for the export
     fused: bool = False  # carries ONNX Runtime's fused operators (an Attention per layer, ...)
-    recipe: Int8Recipe | None = None  # INT8 artifacts: how they are quantized (inference_bench.quantize)
+    recipe: Int8Recipe | None = None  # INT8 artifacts: how they are quantized (inference_bench.build.quantize)
 
 
 @dataclass(frozen=True)

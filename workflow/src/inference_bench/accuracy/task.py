@@ -2,7 +2,7 @@
 against PyTorch FP32.
 
 The corpus (workflow/resources/corpus.txt) is natural English from a few words to past a 256-token model's
-limit. One text in four calibrates INT8 recipes (inference_bench.quantize); the others are the ones every
+limit. One text in four calibrates INT8 recipes (inference_bench.build.quantize); the others are the ones every
 variant is judged on. Each text is embedded the way sentence-embedding model cards prescribe: mean pooling
 of the last hidden state over the real (unpadded) tokens, L2-normalized. A variant's embeddings are compared
 with PyTorch FP32's: the cosine per sentence (mean and worst), retrieval agreement (the overlap of each
@@ -24,10 +24,17 @@ from typing import Any
 import numpy as np
 
 from inference_bench.artifacts import atomic_path
+from inference_bench.inputs.corpus import (
+    CORPUS_PATH,
+    evaluation_texts,
+    has_tokenizer,
+    length_batches,
+    load_corpus,
+    tokenize_corpus,
+)
 
 log = logging.getLogger(__name__)
 
-CORPUS_PATH = Path(__file__).resolve().parents[2] / "resources" / "corpus.txt"
 TASK_METRIC = "pairwise_spearman"
 #: A classifier's task metrics: the share of texts given the label PyTorch FP32 gives, and accuracy on a
 #: labelled file relative to FP32's.
@@ -36,42 +43,6 @@ DATASET_ACCURACY = "dataset_accuracy"
 TOP_K = 10
 _INPUT_PREFIX = "input:"
 _DATASET_PREFIX = "dataset:"
-
-
-def load_corpus(path: str | Path = CORPUS_PATH) -> list[str]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-#: Every CALIBRATION_STRIDE-th text of the corpus calibrates INT8 recipes and steers their search; the
-#: accuracy stage judges every variant on the others, so no recipe is scored on the texts it was fitted to.
-CALIBRATION_STRIDE = 4
-
-
-def calibration_texts(corpus: list[str]) -> list[str]:
-    return corpus[CALIBRATION_STRIDE - 1 :: CALIBRATION_STRIDE]
-
-
-def evaluation_texts(corpus: list[str]) -> list[str]:
-    return [text for index, text in enumerate(corpus) if index % CALIBRATION_STRIDE != CALIBRATION_STRIDE - 1]
-
-
-def has_tokenizer(model_dir: str | Path) -> bool:
-    return any((Path(model_dir) / name).exists() for name in ("tokenizer.json", "vocab.txt", "vocab.json"))
-
-
-def tokenize_corpus(model_dir: str | Path, texts: list[str], max_length: int,
-                    input_names: list[str]) -> dict[str, np.ndarray]:
-    """Every text tokenized (truncated to `max_length`), padded to the longest: one (texts, length) array per
-    model input."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    encoded = tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="np")
-    feeds = {name: np.asarray(encoded[name], dtype=np.int64) for name in input_names if name in encoded}
-    for name in input_names:
-        feeds.setdefault(name, np.zeros_like(feeds["input_ids"]))
-    return feeds
 
 
 def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -93,18 +64,6 @@ def embed(outputs: Callable[[dict[str, np.ndarray]], np.ndarray], feeds: dict[st
         result[rows] = pooled
     assert result is not None
     return result
-
-
-def length_batches(feeds: dict[str, np.ndarray], batch_size: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """The rows of `feeds` in batches of similar lengths, each cut to its own longest row: (rows, batch) pairs."""
-    lengths = feeds["attention_mask"].sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    batches = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows].max())
-        batches.append((rows, {name: np.ascontiguousarray(value[rows, :width]) for name, value in feeds.items()}))
-    return batches
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -232,7 +191,7 @@ def text_reference_stage(model_dir: str | Path, out_path: str | Path, max_length
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from inference_bench.inputs import model_input_names
+    from inference_bench.inputs.batches import model_input_names
     from inference_bench.models import ArchitectureFacts, encoder_outputs, is_classifier, load_torch_model
 
     if not has_tokenizer(model_dir):

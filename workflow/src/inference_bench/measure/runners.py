@@ -120,7 +120,7 @@ class OrtRunner:
 
     def __init__(self, onnx_path: str | Path, providers: list[str], threads: int, cuda_graph: bool = False) -> None:
         from inference_bench.artifacts import describe_file, verify_artifact
-        from inference_bench.ort_session import make_session
+        from inference_bench.build.ort_session import make_session
 
         verify_artifact(onnx_path)
         self._path, self._providers, self._threads, self._cuda_graph = onnx_path, providers, threads, cuda_graph
@@ -145,19 +145,19 @@ class OrtRunner:
         if not self._cuda_graph:
             return self.session
         if self._plain_session is None:
-            from inference_bench.ort_session import make_session
+            from inference_bench.build.ort_session import make_session
 
             self._plain_session = make_session(self._path, providers=self._providers, threads=self._threads)
         return self._plain_session
 
     def outputs(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        from inference_bench.ort_session import run_once
+        from inference_bench.build.ort_session import run_once
 
         return np.asarray(run_once(self._untimed_session(), feeds), dtype=np.float32)
 
     def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
-        from inference_bench.ort_session import declared_feeds
-        from inference_bench.reference import LOGITS_NAME
+        from inference_bench.build.ort_session import declared_feeds
+        from inference_bench.build.reference import LOGITS_NAME
 
         if LOGITS_NAME not in {output.name for output in self.session.get_outputs()}:
             return None
@@ -171,7 +171,7 @@ class OrtRunner:
             # Every output, as PyTorch computes every output (a classifier's logits beside the hidden state).
             session, outputs = self.session, [output.name for output in self.session.get_outputs()]
             return lambda: session.run(outputs, feeds)
-        from inference_bench.ort_session import cuda_bound_call
+        from inference_bench.build.ort_session import cuda_bound_call
 
         shapes = None
         if self._cuda_graph:

@@ -1,17 +1,17 @@
 """A comparison: every variant of one (tag, model, batch, sequence), timed in interleaved rounds.
 
-In each round every variant runs in a fresh process (`inference_bench.benchmark.worker`), one after the
+In each round every variant runs in a fresh process (`inference_bench.measure.worker`), one after the
 other, and the order reverses from one round to the next, so drift and neighbours hit every variant alike and
 no variant always runs first or last. A variant that fails (its batch does not fit, its outputs drift) is
 recorded as failed and left out of later rounds; the others go on. Only the first round checks parity: the
 later ones time the same files on the same provider.
 
 Before the first round, the comparison times the model's own matrix multiplies at its shape, per engine and
-precision (inference_bench.calibration.measure_gemms): the compute roof of this shape, measured in the same
+precision (inference_bench.measure.calibration.measure_gemms): the compute roof of this shape, measured in the same
 job as the rows it bounds.
 
 `variant_result` turns a comparison into one variant's result: the median of its round medians with a 95%
-interval (inference_bench.statistics), every round's latencies, what the quiet-machine check saw per round.
+interval (inference_bench.measure.statistics), every round's latencies, what the quiet-machine check saw per round.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ import numpy as np
 import inference_bench
 from inference_bench import layout
 from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.benchmark.run import BenchmarkFailure, BenchmarkJob, failure_record
-from inference_bench.benchmark.timing import latency_statistics
+from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
+from inference_bench.measure.timing import latency_statistics
 from inference_bench.errors import PipelineError
-from inference_bench.statistics import median_interval
+from inference_bench.terminal import LOG_ONLY
+from inference_bench.measure.statistics import median_interval
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,6 @@ class Comparison:
         names = [j.variant for j in self.jobs]
         if len(set(names)) != len(names):
             raise ValueError(f"a variant appears twice in {names}")
-
-
-#: `extra=` of a line for the job's log and not the terminal (workflow/scripts/_common.py reads it).
-LOG_ONLY = {"terminal": False}
 
 
 def round_orders(variants: list[str], rounds: int) -> list[list[str]]:
@@ -117,8 +114,8 @@ def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[
 def shape_gemms(job: BenchmarkJob) -> list[dict[str, Any]]:
     """GFLOP/s of the model's matrix multiplies at the job's shape, per engine and precision (an empty list,
     with a warning, where they cannot be timed: the summary then bounds the rows by the calibration's)."""
-    from inference_bench.calibration import measure_gemms
-    from inference_bench.flops import model_gemms
+    from inference_bench.measure.calibration import measure_gemms
+    from inference_bench.measure.flops import model_gemms
     from inference_bench.hardware import resolve_threads
     from inference_bench.models import ArchitectureFacts
 
@@ -157,7 +154,7 @@ def _run_worker(job: BenchmarkJob, config_for_hash: Any, scratch: Path, index: i
     spec, out = scratch / f"{job.variant}-{index}.job.json", scratch / f"{job.variant}-{index}.json"
     write_json_atomic(spec, {"job": asdict(job), "config_for_hash": config_for_hash})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "inference_bench.benchmark.worker", str(spec), str(out)]
+    command = [sys.executable, "-m", "inference_bench.measure.worker", str(spec), str(out)]
     if log_path:
         command.append(str(log_path))
     finished = subprocess.run(command, env=env, check=False)

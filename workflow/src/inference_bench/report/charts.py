@@ -16,8 +16,8 @@ import seaborn as sns  # noqa: E402
 
 from inference_bench import layout  # noqa: E402
 from inference_bench.artifacts import read_csv, read_json  # noqa: E402
-from inference_bench.statistics import NO_MEASURABLE_DIFFERENCE  # noqa: E402
-from inference_bench.tables import machine_line  # noqa: E402
+from inference_bench.measure.statistics import NO_MEASURABLE_DIFFERENCE  # noqa: E402
+from inference_bench.report.tables import machine_line  # noqa: E402
 from inference_bench.variants import VARIANTS, precision_of, variant_order  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -83,8 +83,8 @@ def parity_of_onnx(
     onnx_path: str | Path, reference_path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)
 ) -> ParityReport:
     """An ONNX file's outputs on the reference inputs, in ONNX Runtime, against the PyTorch FP32 reference."""
-    from inference_bench.ort_session import make_session, run_once
-    from inference_bench.reference import load_reference
+    from inference_bench.build.ort_session import make_session, run_once
+    from inference_bench.build.reference import load_reference
 
     feeds, reference = load_reference(reference_path)
     session = make_session(onnx_path, providers=providers)

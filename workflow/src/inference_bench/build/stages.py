@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from inference_bench.artifacts import verify_artifact, write_sidecar
+from inference_bench.environment import library_versions
 from inference_bench.errors import PipelineError
-from inference_bench.graph_report import fused_operator_counts
+from inference_bench.build.graph_report import fused_operator_counts
 from inference_bench.models import ArchitectureFacts
-from inference_bench.parity import ParityError, ParityReport, Tolerance, parity_of_onnx
+from inference_bench.build.parity import ParityError, ParityReport, Tolerance, parity_of_onnx
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def _gate(onnx_path: str | Path, reference: str | Path, tolerance: dict[str, Any
 
 
 def reference_stage(model_dir: str | Path, reference_out: str | Path, seed: int = 0) -> None:
-    from inference_bench.reference import compute_reference
+    from inference_bench.build.reference import compute_reference
 
     compute_reference(model_dir, reference_out, seed=seed)
 
@@ -44,15 +45,15 @@ def export_stage(
     tolerance: dict[str, Any],
     exporter: str = "torchscript",
 ) -> None:
-    from inference_bench.export import export_onnx
+    from inference_bench.build.export import export_onnx
 
     report = export_onnx(
         model_dir, onnx_out, reference, opset=opset, attn_implementation=attn_implementation,
         tolerance=Tolerance.from_config(tolerance), exporter=exporter,
     )
     write_sidecar(
-        onnx_out, stage="export_onnx", exporter=exporter, opset=opset, attn_implementation=attn_implementation,
-        parity=report.as_dict(),
+        onnx_out, versions=library_versions(), stage="export_onnx", exporter=exporter, opset=opset,
+        attn_implementation=attn_implementation, parity=report.as_dict(),
     )
 
 
@@ -66,7 +67,7 @@ def optimize_stage(
     tolerance: dict[str, Any],
     onnxscript_fusions: bool = False,
 ) -> dict[str, int]:
-    from inference_bench.optimize import UnknownModelTypeError, expected_fusions, fusion_shortfall, optimize_onnx
+    from inference_bench.build.optimize import UnknownModelTypeError, expected_fusions, fusion_shortfall, optimize_onnx
 
     verify_artifact(onnx_in)
     facts = ArchitectureFacts.from_model_dir(model_dir)
@@ -96,6 +97,7 @@ def optimize_stage(
     report = _gate(onnx_out, reference, tolerance, f"optimized {Path(onnx_out).name}")
     write_sidecar(
         onnx_out,
+        versions=library_versions(),
         stage="optimize_ort",
         source=Path(onnx_in).name,
         opt_level=opt_level,
@@ -125,6 +127,7 @@ def _converted_stage(
     report = _gate(onnx_out, reference, tolerance, f"{what} {Path(onnx_out).name}")
     write_sidecar(
         onnx_out,
+        versions=library_versions(),
         stage=stage,
         source=Path(onnx_in).name,
         fused_operators=fused_operator_counts(onnx_out),
@@ -141,7 +144,7 @@ def fp16_stage(
     op_block_list: Sequence[str],
     tolerance: dict[str, Any],
 ) -> None:
-    from inference_bench.convert import convert_to_fp16
+    from inference_bench.build.convert import convert_to_fp16
 
     _converted_stage(
         onnx_in, onnx_out, reference, tolerance,
@@ -166,11 +169,11 @@ def int8_stage(
     max_length: int = 512,
     seed: int = 0,
 ) -> None:
-    """One INT8 recipe of inference_bench.quantize. Static and mixed read `model_dir` for their calibration
+    """One INT8 recipe of inference_bench.build.quantize. Static and mixed read `model_dir` for their calibration
     set (the corpus's calibration texts where the model has a tokenizer); mixed keeps the task metric at
     `min_relative` of FP32 on it (text), or the parity floor's min_cosine (no tokenizer), starting from the
     `mixed_base` recipe (dynamic or static)."""
-    from inference_bench import quantize
+    from inference_bench.build import quantize
 
     settings: dict[str, Any] = {"recipe": recipe, "per_channel": per_channel, "reduce_range": reduce_range}
     if recipe == "dynamic":

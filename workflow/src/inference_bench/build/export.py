@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from inference_bench.inputs import model_input_names
+from inference_bench.inputs.batches import model_input_names
 from inference_bench.models import encoder_outputs, is_classifier, load_torch_model
-from inference_bench.parity import ParityReport, Tolerance, parity_of_onnx
-from inference_bench.reference import LOGITS_NAME, OUTPUT_NAME, load_reference
+from inference_bench.build.parity import ParityReport, Tolerance, parity_of_onnx
+from inference_bench.build.reference import LOGITS_NAME, OUTPUT_NAME, load_reference
 
 log = logging.getLogger(__name__)
 

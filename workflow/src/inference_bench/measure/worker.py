@@ -1,4 +1,4 @@
-"""One round of one variant, in a process of its own: `python -m inference_bench.benchmark.worker JOB OUT [LOG]`.
+"""One round of one variant, in a process of its own: `python -m inference_bench.measure.worker JOB OUT [LOG]`.
 
 JOB is a BenchmarkJob as JSON; OUT receives the round's record, or a failed record when the job ran but has
 no trustworthy number (the batch did not fit, the outputs drifted). Anything else is a bug or a broken
@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.benchmark.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
+from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
 
 
 def run_round(job_path: str | Path, out_path: str | Path) -> None:
@@ -48,7 +48,7 @@ def _log_to(log_path: str | None) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) not in (2, 3):
-        raise SystemExit("usage: python -m inference_bench.benchmark.worker JOB.json OUT.json [LOG]")
+        raise SystemExit("usage: python -m inference_bench.measure.worker JOB.json OUT.json [LOG]")
     _log_to(argv[2] if len(argv) == 3 else None)
     try:
         run_round(argv[0], argv[1])

@@ -12,9 +12,9 @@ from inference_bench import layout
 from inference_bench.artifacts import atomic_path, read_json, write_json_atomic, write_text_atomic
 from inference_bench.errors import PipelineError
 from inference_bench.models import ArchitectureFacts
-from inference_bench.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
-from inference_bench.statistics import speedup_interval, speedup_verdict
-from inference_bench.tables import summary_markdown
+from inference_bench.report.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
+from inference_bench.measure.statistics import speedup_interval, speedup_verdict
+from inference_bench.report.tables import summary_markdown
 from inference_bench.variants import BASELINE, precision_of, variant_order
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
@@ -105,7 +105,7 @@ def summarize(
     """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch`; each
     row's achieved GFLOP/s as a share of the peak of its precision (the best of the calibration's `peak_gflops`
     and of the model's own matrix multiplies its comparisons timed) and as a share of its roofline bound
-    (inference_bench.roofline, with the calibration's `memory_roofs`): a row above its bound is refused
+    (inference_bench.report.roofline, with the calibration's `memory_roofs`): a row above its bound is refused
     (AboveBoundError). Given the calibration's canary time, each job's canary against it (above 1: the host
     ran slower then). A variant much slower than PyTorch eager gets an `outlier` note of what its job saw."""
     records = list(records)
@@ -232,7 +232,7 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
 
 
 def with_accuracy(summary: pd.DataFrame, accuracy: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Each row with its variant's task-level accuracy (inference_bench.accuracy), where it was measured."""
+    """Each row with its variant's task-level accuracy (inference_bench.accuracy.task), where it was measured."""
     for record in accuracy:
         rows = (summary["model"] == record["model"]) & (summary["variant"] == record["variant"])
         summary.loc[rows, "accuracy_metric"] = record["task_metric"]
@@ -283,7 +283,7 @@ def aggregate(
     accuracy_paths: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
     """Write the summary and its companions; `provenance` (the config sources and settings hash of the run,
-    inference_bench.provenance) joins the environment, so a later README can tell a stale config."""
+    inference_bench.report.provenance) joins the environment, so a later README can tell a stale config."""
     records = [_record_of(path) for path in result_paths]
     calibration = read_json(calibration_json) if calibration_json else {}
     summary = with_accuracy(summarize(records, calibration.get("peak_gflops"), calibration.get("canary_ms"),

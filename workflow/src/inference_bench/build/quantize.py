@@ -137,7 +137,7 @@ class CalibrationSet:
     description: str
 
     def batches(self, size: int = CALIBRATION_BATCH) -> list[dict[str, np.ndarray]]:
-        from inference_bench.accuracy import length_batches
+        from inference_bench.inputs.corpus import length_batches
 
         return [batch for _, batch in length_batches(self.feeds, size)]
 
@@ -159,8 +159,8 @@ def calibration_batches(calibration_for: Callable[[int], CalibrationSet], method
 
 
 def calibration_set(model_dir: str | Path, input_names: list[str], max_length: int, seed: int) -> CalibrationSet:
-    from inference_bench.accuracy import calibration_texts, has_tokenizer, load_corpus, tokenize_corpus
-    from inference_bench.inputs import random_padded_batch
+    from inference_bench.inputs.corpus import calibration_texts, has_tokenizer, load_corpus, tokenize_corpus
+    from inference_bench.inputs.batches import random_padded_batch
     from inference_bench.models import ArchitectureFacts
 
     facts = ArchitectureFacts.from_model_dir(model_dir)
@@ -183,10 +183,10 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
     """A function scoring a candidate ONNX file against `onnx_fp32` on the calibration set, and the score's
     name: for text, the accuracy stage's task metric (Spearman correlation of pairwise sentence
     similarities); otherwise the parity gate's minimum per-token cosine."""
-    from inference_bench.accuracy import LABEL_AGREEMENT, TASK_METRIC, agreement, embed, predict
-    from inference_bench.ort_session import declared_feeds, make_session, run_once
-    from inference_bench.parity import compare_hidden_states
-    from inference_bench.reference import LOGITS_NAME
+    from inference_bench.accuracy.task import LABEL_AGREEMENT, TASK_METRIC, agreement, embed, predict
+    from inference_bench.build.ort_session import declared_feeds, make_session, run_once
+    from inference_bench.build.parity import compare_hidden_states
+    from inference_bench.build.reference import LOGITS_NAME
 
     def outputs_of(path: str | Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         session = make_session(path)
@@ -213,7 +213,7 @@ def fp32_scorer(onnx_fp32: str | Path, calibration: CalibrationSet) -> tuple[Sco
 def _has_logits(onnx_path: str | Path) -> bool:
     import onnx
 
-    from inference_bench.reference import LOGITS_NAME
+    from inference_bench.build.reference import LOGITS_NAME
 
     return LOGITS_NAME in {o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output}
 

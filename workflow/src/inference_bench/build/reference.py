@@ -24,7 +24,7 @@ def compute_reference(model_dir: str | Path, reference_path: str | Path, seed: i
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from inference_bench.inputs import model_input_names, parity_inputs
+    from inference_bench.inputs.batches import model_input_names, parity_inputs
     from inference_bench.models import ArchitectureFacts, encoder_outputs, load_torch_model
 
     model = load_torch_model(model_dir, attn_implementation="eager")

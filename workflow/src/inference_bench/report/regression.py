@@ -21,7 +21,7 @@ import pandas as pd
 
 from inference_bench import layout
 from inference_bench.errors import PipelineError
-from inference_bench.tables import latency_text, markdown_table
+from inference_bench.report.tables import latency_text, markdown_table
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SLOWER, FASTER, SAME = "slower", "faster", "same within noise"

@@ -9,18 +9,18 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from inference_bench.benchmark.quiet import QuietCheck, canary_ms
-from inference_bench.benchmark.timing import TimingSettings, latency_statistics, time_calls, warm_up
+from inference_bench.measure.quiet import QuietCheck, canary_ms
+from inference_bench.measure.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.environment import describe_environment
 from inference_bench.errors import PipelineError, first_line
-from inference_bench.flops import encoder_flops
+from inference_bench.measure.flops import encoder_flops
 from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads, runs_here
-from inference_bench.parity import Tolerance, compare_hidden_states
-from inference_bench.reference import load_reference
+from inference_bench.build.parity import Tolerance, compare_hidden_states
+from inference_bench.build.reference import load_reference
 from inference_bench.variants import variant as lookup_variant
 
 if TYPE_CHECKING:
-    from inference_bench.benchmark.runners import Runner
+    from inference_bench.measure.runners import Runner
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def make_runner(job: BenchmarkJob, threads: int) -> Runner:
 def runner_for(variant_name: str, hardware: HardwareTag, model_dir: str, onnx_path: str | None, threads: int,
                attn_implementation: str = "sdpa") -> Runner:
     """The engine that runs `variant_name` on the tag's device (the benchmark's and the accuracy stage's)."""
-    from inference_bench.benchmark.runners import OrtRunner, TorchRunner
+    from inference_bench.measure.runners import OrtRunner, TorchRunner
 
     variant = lookup_variant(variant_name)
     unavailable = runs_here(variant, hardware.device)
@@ -153,7 +153,7 @@ def _measure_within_cap(job: BenchmarkJob, config_for_hash: Any) -> dict[str, An
 
 
 def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
-    from inference_bench.inputs import text_inputs, timing_inputs
+    from inference_bench.inputs.batches import text_inputs, timing_inputs
     from inference_bench.models import ArchitectureFacts
 
     threads = resolve_threads(job.threads)

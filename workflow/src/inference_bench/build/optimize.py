@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from inference_bench.errors import PipelineError
-from inference_bench.graph_report import fused_operator_counts
+from inference_bench.build.graph_report import fused_operator_counts
 from inference_bench.models import ArchitectureFacts
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""FP16 conversion (onnxconverter-common); INT8 recipes are in inference_bench.quantize."""
+"""FP16 conversion (onnxconverter-common); INT8 recipes are in inference_bench.build.quantize."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ PARITY_TEXTS = 16
 
 
 def parity_texts(count: int = PARITY_TEXTS) -> list[str]:
-    """Texts of the corpus (inference_bench.accuracy) at evenly spaced ranks of length: short and long ones."""
-    from inference_bench.accuracy import load_corpus
+    """Texts of the corpus (inference_bench.accuracy.task) at evenly spaced ranks of length: short and long ones."""
+    from inference_bench.inputs.corpus import load_corpus
 
     corpus = sorted(load_corpus(), key=lambda text: (len(text), text))
     picks = np.linspace(0, len(corpus) - 1, count).round().astype(int)
@@ -63,7 +63,7 @@ def text_inputs(
 ) -> dict[str, np.ndarray] | None:
     """Real sentences of the corpus (a seeded draw), tokenized and truncated to `sequence_length`, padded to
     it (`max_length`) or to the batch's longest (`longest`); None where the model has no tokenizer."""
-    from inference_bench.accuracy import has_tokenizer, load_corpus, tokenize_corpus
+    from inference_bench.inputs.corpus import has_tokenizer, load_corpus, tokenize_corpus
 
     if not has_tokenizer(model_dir):
         return None

@@ -1,7 +1,7 @@
 """Before a GPU measurement: does ONNX Runtime's CUDA provider really load (a session that runs, not the
 provider list), and which hardware tag of the config names this GPU.
 
-    python -m inference_bench.gpu_check config/config.yaml     # prints the tag; exit 3: CUDA provider broken
+    python -m inference_bench.measure.gpu_check config/config.yaml     # prints the tag; exit 3: CUDA provider broken
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def cuda_provider_runs() -> str | None:
     """None when a CUDA session builds and runs a small FP16 matrix multiply; else the error, verbatim."""
     import numpy as np
 
-    from inference_bench.calibration import matmul_session
+    from inference_bench.measure.calibration import matmul_session
 
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -10,14 +10,14 @@ from typing import Any, Sequence
 import pandas as pd
 
 from inference_bench import layout
-from inference_bench.aggregate import sort_variants
+from inference_bench.report.aggregate import sort_variants
 from inference_bench.artifacts import read_csv, read_json, write_text_atomic
-from inference_bench.benchmark.quiet import CANARY_SIZE
+from inference_bench.measure.quiet import CANARY_SIZE
 from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
-from inference_bench.provenance import config_staleness
-from inference_bench.tables import UNPAIRED_MARK, format_number, machine_line, markdown_table, results_table
-from inference_bench.targets import Target, evaluate_targets
+from inference_bench.report.provenance import config_staleness
+from inference_bench.report.tables import UNPAIRED_MARK, format_number, machine_line, markdown_table, results_table
+from inference_bench.report.targets import Target, evaluate_targets
 from inference_bench.variants import variant_names
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
 
-from inference_bench.calibration import peak_by_precision
+from inference_bench.measure.calibration import peak_by_precision
 from inference_bench.errors import PipelineError
-from inference_bench.flops import model_gemms
+from inference_bench.measure.flops import model_gemms
 from inference_bench.models import ArchitectureFacts
 
 Roof = Literal["compute", "memory", "cache"]

@@ -1,7 +1,7 @@
 """Floating-point work of one encoder forward pass, from the model's own architecture facts.
 
 The pass is a list of matrix multiplies (`model_gemms`): the FLOP count sums them, and the calibration times
-the same shapes to find how fast this machine runs them (inference_bench.calibration).
+the same shapes to find how fast this machine runs them (inference_bench.measure.calibration).
 """
 
 from __future__ import annotations

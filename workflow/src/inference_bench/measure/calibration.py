@@ -3,7 +3,7 @@ at square sizes and at the model's own shapes), how fast it moves bytes (a STREA
 from memory and from the last-level cache), and, where the CPU says enough, its theoretical peak.
 
 Each figure is the best time seen, not the median: a roof is what the machine was seen to reach. A row of
-the summary is then bounded by the larger of its compute time and its memory time (inference_bench.roofline).
+the summary is then bounded by the larger of its compute time and its memory time (inference_bench.report.roofline).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from inference_bench.benchmark.rounds import LOG_ONLY
-from inference_bench.flops import Gemm
+from inference_bench.terminal import LOG_ONLY
+from inference_bench.measure.flops import Gemm
 from inference_bench.hardware import DEVICE_PROVIDERS, _cpuinfo_field, runs_here
 from inference_bench.variants import VARIANTS
 
@@ -53,7 +53,7 @@ def _matmul_session(gemm: Gemm, dtype: str, providers: list[str], threads: int, 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from inference_bench.ort_session import make_session
+    from inference_bench.build.ort_session import make_session
 
     rng = np.random.default_rng(0)
     lead = [gemm.batch] if gemm.batch > 1 else []
@@ -159,7 +159,7 @@ def measure_matmul_peaks(device: str, threads: int, sizes: Sequence[int] = (1024
 def _ort_call(session, feeds: dict[str, np.ndarray], device: str) -> Callable[[], Any]:
     if device != "cuda":
         return lambda: session.run(None, feeds)
-    from inference_bench.ort_session import cuda_bound_call
+    from inference_bench.build.ort_session import cuda_bound_call
 
     return cuda_bound_call(session, feeds, ["Y"])
 

@@ -1,1 +1,0 @@
-"""One benchmark job: a variant, a batch size, a sequence length, on one hardware tag."""
