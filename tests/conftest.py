@@ -33,6 +33,27 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     return result
 
 
+def fake_cpuinfo(path: Path, family_step: int = 1, bf16: bool = False, vnni: bool = False) -> Path:
+    """This machine's /proc/cpuinfo as another CPU's: the family moved by `family_step` (so it differs from this
+    one's, whatever this one is) and the AVX-512, VNNI and BF16 flags kept only as asked. Point
+    INFERENCE_BENCH_CPUINFO at it and the pipeline, its workers included, reads that CPU instead."""
+    real = Path("/proc/cpuinfo").read_text().splitlines()
+    lines = []
+    for line in real:
+        key = line.split(":", 1)[0].strip()
+        if key == "cpu family":
+            line = f"cpu family\t: {int(line.split(':', 1)[1]) + family_step}"
+        elif key == "flags":
+            flags = [f for f in line.split(":", 1)[1].split() if not f.startswith(("avx512", "amx", "avx_vnni"))]
+            flags += ["avx512f"] if bf16 or vnni else []
+            flags += ["avx512_bf16"] if bf16 else []
+            flags += ["avx512_vnni"] if vnni else []
+            line = "flags\t\t: " + " ".join(flags)
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def record(variant, batch, p50, hardware="cpu", seq=128):
     """A benchmark job's record as run_benchmark writes it, with latencies made up around `p50`."""
     return {

@@ -172,9 +172,12 @@ def test_a_tag_remembers_its_machine_and_refuses_another(tmp_path):
     first = check_machine("cpu", "cpu", recorded, replace=False)
     assert first == machine_fingerprint("cpu") == json.loads(recorded.read_text())
     assert check_machine("cpu", "cpu", recorded, replace=False)["id"] == first["id"]  # same machine: fine
-    other = {**first, "id": "0123456789ab", "cpu_family": "25", "logical_cpus": 64}
+    # Another machine, by construction: every field differs from this one's, whatever this one is.
+    family, cores = str(int(first["cpu_family"] or 0) + 1), first["logical_cpus"] * 2
+    other = {**first, "id": "0" * 12 if first["id"] != "0" * 12 else "1" * 12, "cpu_family": family,
+             "logical_cpus": cores}
     recorded.write_text(json.dumps(other))
-    with pytest.raises(MachineChangedError, match=r"cpu_family '25' there, .* here, logical_cpus 64 there"):
+    with pytest.raises(MachineChangedError, match=rf"cpu_family '{family}' there, .* here, logical_cpus {cores} there"):
         check_machine("cpu", "cpu", recorded, replace=False)
     assert json.loads(recorded.read_text()) == other  # refused: nothing rewritten
     assert check_machine("cpu", "cpu", recorded, replace=True)["id"] == first["id"]

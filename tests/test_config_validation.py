@@ -27,7 +27,7 @@ def test_minimal_config_fills_every_section():
         "hardware_tags": {"cpu": {"device": "cpu", "variants": ["pytorch"]}},
     }
     validate_config(config, SCHEMA)
-    assert config["hardware"] == "cpu"
+    assert config["hardware"] == "auto"
     assert config["benchmark"]["batch_sizes"] == [1, 32] and config["benchmark"]["sequence_lengths"] == [16, 128]
     assert config["parity"]["int8"]["min_cosine"] == 0.9  # a floor: the accuracy gate decides
     assert config["accuracy"] == {"max_length": 512, "min_relative": 0.99, "dataset": None}

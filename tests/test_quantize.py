@@ -100,13 +100,15 @@ def _cosine_scorer(reference_path):
 
 
 def test_the_search_keeps_exactly_the_sensitive_matmul_in_fp32(tmp_path):
+    """With 7-bit weights (reduce_range) no u8 x s8 pair sum can saturate ONNX Runtime's AVX2 kernel (VNNI's
+    never does), so every CPU computes the same integers and the same MatMul is the sensitive one on all."""
     source = tmp_path / "chain.onnx"
     names = _chain_with_an_outlier(source)
     assert quantize.weight_matmuls(source) == names
     score = _cosine_scorer(source)
 
     def candidate(keep, out):
-        quantize.quantize_dynamic_int8(source, out, per_channel=True, keep_fp32=keep)
+        quantize.quantize_dynamic_int8(source, out, per_channel=True, reduce_range=True, keep_fp32=keep)
 
     everything = tmp_path / "all.onnx"
     candidate([], everything)

@@ -15,7 +15,8 @@ from inference_bench.config_validation import (
     validate_config,
 )
 from inference_bench.environment import measuring_code_hash, reporting_code_hash
-from inference_bench.errors import PipelineError
+from inference_bench.errors import PipelineError, PlanningRefused
+from inference_bench.hardware import plan_hardware
 from inference_bench.inputs.corpus import CORPUS_PATH, has_tokenizer
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
@@ -47,8 +48,16 @@ if workflow.deployment_settings and "conda" in {str(m).lower() for m in workflow
 MODELS = {model["name"]: model for model in config["models"]}
 
 
-HARDWARE = config["hardware"]
-HARDWARE_TAG = config["hardware_tags"][HARDWARE]
+# `hardware: auto` (the default): this machine, under a tag named after it, with the `cpu` tag's variants
+# that can run here; the others are left out, with one line saying which and why (inference_bench.hardware).
+try:
+    PLANNED_HARDWARE = plan_hardware(config)
+except PipelineError as error:
+    raise WorkflowError(str(error)) from None
+if PLANNED_HARDWARE.left_out_line() and workflow.is_main_process:
+    logger.info(PLANNED_HARDWARE.left_out_line())
+HARDWARE = PLANNED_HARDWARE.name
+HARDWARE_TAG = PLANNED_HARDWARE.settings
 #: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG,
 #: the resources only where a cluster runs it).
 HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k not in ("variants", "resources")}
@@ -62,6 +71,13 @@ MEASURING_CODE = measuring_code_hash()
 REPORTING_CODE = reporting_code_hash()
 ENV_FOR_DEVICE = {"cpu": "../../envs/pipeline-cpu.yaml", "cuda": "../../envs/pipeline-gpu.yaml"}
 BENCH_ENV = ENV_FOR_DEVICE[HARDWARE_TAG["device"]]
+
+
+def refuse(error):
+    """End the run on a user-fixable error found while the DAG is built: its one line on the terminal, no
+    traceback (Snakemake prints one for any exception raised in an input function)."""
+    logger.error(f"Error: {error}")
+    raise PlanningRefused(str(error))
 
 
 def one_of(names):

@@ -1,6 +1,6 @@
 # The measuring stage (inference_bench.measure): comparisons of every variant, the machine's roofs.
 
-from inference_bench.hardware import HardwareTag, check_hardware, check_machine
+from inference_bench.hardware import HardwareTag, check_hardware, check_machine, check_variants_run_here
 from inference_bench.measure.timing import TIMING_CONFIG_KEYS
 
 
@@ -36,10 +36,11 @@ def machine_checked(wildcards):
     if workflow.local_exec and not workflow.dryrun and wildcards.hardware not in _MACHINES_CHECKED:
         try:
             check_hardware(HardwareTag(name=wildcards.hardware, **HARDWARE_TAG_SETTINGS))
+            check_variants_run_here(wildcards.hardware, HARDWARE_TAG["variants"], HARDWARE_TAG["device"])
             check_machine(wildcards.hardware, HARDWARE_TAG["device"], layout.MACHINE.format(hardware=wildcards.hardware),
                           replace=config["replace_machine"])
         except PipelineError as error:
-            raise WorkflowError(str(error)) from None
+            refuse(error)
         _MACHINES_CHECKED.add(wildcards.hardware)
     return []
 

@@ -161,6 +161,7 @@ rule readme:
         readme="README.md",
         models=list(MODELS),
         targets=config["targets"],
+        reference_hardware=config["reference_hardware"],
         code_hash=REPORTING_CODE,
         # Whether each table is stale, as known when the DAG is built: when that changes (a config edited,
         # the code changed), `snakemake readme` redraws the README even though no summary did.

@@ -7,7 +7,8 @@ from inference_bench.report.targets import Target
 
 def main() -> None:
     targets = [Target.from_config(entry) for entry in snakemake.params.targets]
-    update_readme(snakemake.params.readme, snakemake.input.summaries, snakemake.params.models, targets)
+    update_readme(snakemake.params.readme, snakemake.input.summaries, snakemake.params.models, targets,
+                  reference_hardware=snakemake.params.reference_hardware)
     Path(snakemake.output.stamp).touch()
 
 

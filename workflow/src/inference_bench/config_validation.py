@@ -13,6 +13,7 @@ from jsonschema import Draft7Validator, ValidationError, validators
 from inference_bench import layout
 from inference_bench.artifacts import read_json
 from inference_bench.errors import PipelineError
+from inference_bench.hardware import AUTO, AUTO_TEMPLATE, is_machine_tag
 from inference_bench.variants import VARIANTS
 
 _SOURCE_NEEDS = {"hub": "hub_id", "local": "path", "random": "model_type"}
@@ -106,14 +107,20 @@ def _describe(error: ValidationError, schema: dict[str, Any]) -> str:
 
 def _check_cross_references(config: dict[str, Any]) -> None:
     tags = config["hardware_tags"]
-    if config["hardware"] not in tags:
+    if config["hardware"] == AUTO and AUTO_TEMPLATE not in tags:
+        raise ConfigError(
+            f"config error at hardware: 'auto' measures this machine with the variants of hardware_tags."
+            f"{AUTO_TEMPLATE}, and there is no such tag; declare it, or name one of: {', '.join(tags)}"
+        )
+    if config["hardware"] not in (AUTO, *tags):
         raise ConfigError(
             f"config error at hardware: {config['hardware']!r} is not a declared hardware tag; "
-            f"declared: {', '.join(tags)}"
+            f"declared: {', '.join(tags)} (or auto, this machine under a tag of its own)"
         )
     for tag, settings in tags.items():
-        if tag in layout.RESERVED_NAMES:
-            raise ConfigError(f"config error at hardware_tags: {tag!r} is reserved (a folder or file of results/)")
+        if tag in layout.RESERVED_NAMES or tag == AUTO or is_machine_tag(tag):
+            raise ConfigError(f"config error at hardware_tags: {tag!r} is reserved (a folder or file of results/, "
+                              f"'auto', or a name of the form an auto run gives a machine)")
         for index, name in enumerate(settings["variants"]):
             devices = VARIANTS[name].devices
             if settings["device"] not in devices:

@@ -6,6 +6,16 @@ class PipelineError(Exception):
     as the first thing the user reads; the traceback goes to the job's log."""
 
 
+class PlanningRefused(SystemExit):
+    """A user-fixable error found while Snakemake plans the run (in an input function, where any exception is
+    printed with a traceback): its one line was printed, and the run ends with status 1. The Python toolkit
+    turns it back into a PipelineError."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an error's message, cut to `limit` characters: third-party errors (the Hub's, say)
     can run to hundreds of lines, and the user's message must lead with its own cause."""

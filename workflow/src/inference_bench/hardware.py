@@ -7,12 +7,13 @@ import json
 import logging
 import os
 import platform
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from inference_bench.errors import PipelineError
-from inference_bench.variants import Device, Variant
+from inference_bench.variants import VARIANTS, Device, Variant
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,24 @@ DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 
+#: `hardware: auto` (the default) measures this machine under a tag named after it (machine_tag), with the
+#: settings of the `cpu` tag less the variants this machine cannot run.
+AUTO = "auto"
+AUTO_TEMPLATE = "cpu"
+#: Where the CPU's identity and flags are read; the tests point it at a file of another CPU's to fake one.
+CPUINFO_ENV = "INFERENCE_BENCH_CPUINFO"
+_DEFAULT_CPUINFO = "/proc/cpuinfo"
+
 #: The instruction-set flags that decide matmul speed (AVX-512, VNNI, BF16, AMX).
 MATMUL_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
 class HardwareMismatchError(PipelineError, RuntimeError):
     """The hardware tag asks for a device this machine does not have; nothing is measured."""
+
+
+class VariantCannotRunError(HardwareMismatchError, ValueError):
+    """A variant needs what this machine lacks (a CPU flag, a GPU)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ def check_hardware(tag: HardwareTag) -> None:
 
 def _cpuinfo_field(name: str) -> str | None:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path(os.environ.get(CPUINFO_ENV, _DEFAULT_CPUINFO)).read_text().splitlines():
             if line.startswith(name):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -125,11 +138,98 @@ def machine_fingerprint(device: str) -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "memory_gib": _memory_gib(),
     }
+    if os.environ.get(CPUINFO_ENV):  # a faked CPU is another machine, whatever it claims to be
+        fields["cpuinfo"] = os.environ[CPUINFO_ENV]
     if device == "cuda":
         gpu = gpu_description()
         fields |= {key: gpu.get(key) for key in ("gpu_name", "gpu_count", "driver_version")}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return {"id": digest, **fields}
+
+
+_VENDORS = {"AuthenticAMD": "amd", "GenuineIntel": "intel"}
+_MODEL_NOISE = re.compile(r"\(r\)|\(tm\)|\bcpu\b|\bprocessor\b|\bwith\b.*$|@.*$|\d+-core")
+
+
+def machine_tag(fingerprint: dict[str, Any] | None = None) -> str:
+    """This machine's own tag: its CPU's name, family and model, core count and a digest of the rest of its
+    fingerprint, e.g. `amd-epyc-f26m2-2c-659312`. Readable, and one machine's results never land under
+    another's tag (two CPUs that share a name, family, model and core count still differ in the digest)."""
+    fingerprint = fingerprint or machine_fingerprint("cpu")
+    vendor_id = fingerprint.get("cpu_vendor") or platform.machine() or "cpu"
+    vendor = _VENDORS.get(vendor_id, re.sub(r"[^a-z0-9]+", "", vendor_id.lower()) or "cpu")
+    words = re.findall(r"[a-z0-9]+", _MODEL_NOISE.sub(" ", str(fingerprint.get("cpu_model") or "").lower()))
+    name = "-".join(words)[:40].strip("-") or vendor
+    if not name.startswith(vendor):
+        name = f"{vendor}-{name}"
+    family = (f"-f{fingerprint['cpu_family']}m{fingerprint.get('cpu_model_number')}"
+              if fingerprint.get("cpu_family") else "")
+    return f"{name}{family}-{fingerprint.get('logical_cpus')}c-{fingerprint['id'][:6]}"
+
+
+_MACHINE_TAG = re.compile(r"-\d+c-[0-9a-f]{6}$")
+
+
+def is_machine_tag(tag: str) -> bool:
+    """Whether `tag` was named by machine_tag (an `auto` run's), not declared in hardware_tags."""
+    return bool(_MACHINE_TAG.search(tag))
+
+
+def tag_settings(config: dict[str, Any], tag: str) -> dict[str, Any] | None:
+    """The config entry a tag's results were measured with: its own, or the `cpu` tag's for a machine's own
+    tag (before the variants this machine cannot run were left out)."""
+    tags = config["hardware_tags"]
+    return tags.get(tag) or (tags.get(AUTO_TEMPLATE) if is_machine_tag(tag) else None)
+
+
+def unrunnable_variants(variants: list[str], device: str) -> dict[str, str]:
+    """Each of `variants` that this machine cannot run on `device`, with the reason."""
+    return {name: why for name in variants if (why := runs_here(VARIANTS[name], device))}
+
+
+@dataclass(frozen=True)
+class PlannedHardware:
+    """What a run measures: the tag its results land under, the tag's settings (variants this machine cannot
+    run left out when the tag is `auto`), and what was left out, with why."""
+
+    name: str
+    settings: dict[str, Any]
+    auto: bool = False
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    def left_out_line(self) -> str | None:
+        if not self.left_out:
+            return None
+        reasons = "; ".join(why for why in self.left_out.values())
+        return f"Left out on this machine ({self.name}): {', '.join(self.left_out)} ({reasons})"
+
+
+def plan_hardware(config: dict[str, Any]) -> PlannedHardware:
+    """The tag a (validated) config measures. A declared tag is taken as it is, its variants checked before
+    measuring (check_variants_run_here); `auto` is this machine's own tag with the `cpu` tag's variants that
+    can run here."""
+    chosen = config["hardware"]
+    if chosen != AUTO:
+        return PlannedHardware(chosen, dict(config["hardware_tags"][chosen]))
+    template = config["hardware_tags"][AUTO_TEMPLATE]
+    left_out = unrunnable_variants(template["variants"], template["device"])
+    settings = {**template, "variants": [name for name in template["variants"] if name not in left_out]}
+    if not settings["variants"]:
+        raise VariantCannotRunError(f"no variant of hardware_tags.{AUTO_TEMPLATE} can run on this machine: "
+                                    + "; ".join(left_out.values()))
+    return PlannedHardware(machine_tag(), settings, auto=True, left_out=left_out)
+
+
+def check_variants_run_here(tag: str, variants: list[str], device: str) -> None:
+    """Refuse a declared tag that lists a variant this machine cannot run, before any job."""
+    cannot = unrunnable_variants(variants, device)
+    if cannot:
+        name = next(iter(cannot))
+        raise VariantCannotRunError(
+            f"hardware tag {tag!r} lists {name}, which cannot run here: {cannot[name]}. Remove it from "
+            f"hardware_tags.{tag}.variants, or run with --config hardware=auto, which leaves out what this machine "
+            f"cannot run"
+        )
 
 
 class MachineChangedError(HardwareMismatchError):

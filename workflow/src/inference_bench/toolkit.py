@@ -30,6 +30,8 @@ import yaml
 
 from inference_bench import layout
 from inference_bench.config_validation import validate_config
+from inference_bench.errors import PipelineError, PlanningRefused
+from inference_bench.hardware import AUTO, AUTO_TEMPLATE, VariantCannotRunError, plan_hardware
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ class TransformerOptimizationToolkit:
         if hardware:
             config["hardware"] = hardware
         if variants:
-            config["hardware_tags"][config["hardware"]]["variants"] = list(variants)
+            config["hardware_tags"][AUTO_TEMPLATE if config["hardware"] == AUTO else config["hardware"]]["variants"] = \
+                list(variants)
         if batch_sizes:
             config["benchmark"]["batch_sizes"] = list(batch_sizes)
         if sequence_lengths:
@@ -87,8 +90,13 @@ class TransformerOptimizationToolkit:
                 config[section] = values
         config.pop("targets", None)  # the roadmap's targets are the default run's, not this model's
         self.config = config
-        validate_config(dict(yaml.safe_load(yaml.safe_dump(config))),
-                        self.project / "workflow" / "schemas" / "config.schema.yaml")
+        validated = validate_config(dict(yaml.safe_load(yaml.safe_dump(config))),
+                                    self.project / "workflow" / "schemas" / "config.schema.yaml")
+        #: The tag this toolkit's results land under (this machine's own with `hardware: auto`).
+        self.hardware = plan_hardware(validated)
+        if variants and self.hardware.left_out:  # asked for by name: refused, not left out
+            name, why = next(iter(self.hardware.left_out.items()))
+            raise VariantCannotRunError(f"{name} cannot run on this machine: {why}")
 
     # --- the seed's two calls ------------------------------------------------------------------------------
 
@@ -124,7 +132,7 @@ class TransformerOptimizationToolkit:
                                     "sequence_lengths": [length]}
         log.info("%d text(s), %d tokens at the longest: timing batch %d, sequence %d", len(texts), length,
                  len(texts), length)
-        summary = layout.SUMMARY.format(hardware=self.config["hardware"], model=self.name)
+        summary = layout.SUMMARY.format(hardware=self.hardware.name, model=self.name)
         self._run([summary])
         frame = pd.read_csv(self.project / summary)
         return frame[(frame["batch_size"] == len(texts)) & (frame["sequence_length"] == length)].reset_index(drop=True)
@@ -132,7 +140,7 @@ class TransformerOptimizationToolkit:
     # --- the workflow underneath ---------------------------------------------------------------------------
 
     def _variants(self) -> list[str]:
-        return list(self.config["hardware_tags"][self.config["hardware"]]["variants"])
+        return list(self.hardware.settings["variants"])
 
     @staticmethod
     def _variant_artifact(variant: str) -> str | None:
@@ -174,6 +182,8 @@ class TransformerOptimizationToolkit:
                     resource_settings=ResourceSettings(cores=self.cores),
                     config_settings=ConfigSettings(configfiles=[config_file]))
                 workflow.dag(DAGSettings(targets=set(targets))).execute_workflow(executor="local")
+        except PlanningRefused as refused:  # its line was logged; the caller gets an exception, not an exit
+            raise PipelineError(refused.message) from None
         finally:
             os.chdir(here)
         log.info("config %s; results under %s", config_file, self.project / layout.RESULTS)

@@ -14,7 +14,7 @@ from inference_bench.measure.timing import TimingSettings, latency_statistics, t
 from inference_bench.environment import describe_environment
 from inference_bench.errors import PipelineError, first_line
 from inference_bench.measure.flops import encoder_flops
-from inference_bench.hardware import HardwareTag, check_hardware, resolve_threads, runs_here
+from inference_bench.hardware import HardwareTag, VariantCannotRunError, check_hardware, resolve_threads, runs_here
 from inference_bench.build.parity import Tolerance, compare_hidden_states
 from inference_bench.build.reference import load_reference
 from inference_bench.variants import variant as lookup_variant
@@ -95,7 +95,7 @@ def runner_for(variant_name: str, hardware: HardwareTag, model_dir: str, onnx_pa
     variant = lookup_variant(variant_name)
     unavailable = runs_here(variant, hardware.device)
     if unavailable:
-        raise ValueError(unavailable)
+        raise VariantCannotRunError(unavailable)
     if variant.engine == "torch":
         return TorchRunner(model_dir, variant, device=hardware.device, threads=threads,
                            attn_implementation=attn_implementation)

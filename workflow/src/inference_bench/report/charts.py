@@ -11,6 +11,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -18,7 +19,7 @@ from inference_bench import layout  # noqa: E402
 from inference_bench.artifacts import read_csv, read_json  # noqa: E402
 from inference_bench.measure.statistics import NO_MEASURABLE_DIFFERENCE  # noqa: E402
 from inference_bench.report.tables import machine_line  # noqa: E402
-from inference_bench.variants import VARIANTS, precision_of, variant_order  # noqa: E402
+from inference_bench.variants import BASELINE, VARIANTS, precision_of, variant_order  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ _TITLES = {
     "roofline": "roofline (achieved GFLOP/s against FLOPs per byte moved)",
     "memory": "model size and peak memory (lower is better)",
     "tradeoff": "latency against accuracy drift from PyTorch FP32",
-    "hardware": "throughput across hardware tags",
+    "hardware": "speedup over PyTorch FP32 eager, machine by machine (95% interval)",
 }
 
 
@@ -385,22 +386,35 @@ def _tradeoff(summary: pd.DataFrame):
 
 
 def _hardware(summary: pd.DataFrame):
+    """Each variant's paired speedup over PyTorch FP32 eager on every machine with results, at the longest
+    sequence: what an optimization buys on one machine against another (a ratio measured within each
+    machine's own run, so machines of different speeds compare fairly). Error bars: the 95% interval."""
     seq = int(summary["sequence_length"].max())
-    data = summary[summary["sequence_length"] == seq]
-    batches = sorted(data["batch_size"].unique())
+    data = summary[(summary["sequence_length"] == seq) & (summary["variant"] != BASELINE)
+                   & summary["speedup_vs_pytorch"].notna()]
+    batches = sorted(data["batch_size"].unique()) or sorted(summary["batch_size"].unique())
     figure, axes = _grid(1, len(batches), height=4.2)
-    tags = sorted(data["hardware"].unique())
+    tags = sorted(summary["hardware"].unique())
+    palette = dict(zip(tags, sns.color_palette("Set2", len(tags))))
     for c, batch in enumerate(batches):
         ax = axes[0][c]
         subset = data[data["batch_size"] == batch]
-        sns.barplot(data=subset, x="variant", y="throughput_seq_per_s", hue="hardware", hue_order=tags,
-                    order=_variant_order(subset), palette="Set2", ax=ax)
-        _log_axis(ax)
+        order = _variant_order(subset)
+        width = 0.8 / max(len(tags), 1)
+        for h, tag in enumerate(tags):
+            rows = subset[subset["hardware"] == tag].set_index("variant").reindex(order)
+            x = np.arange(len(order)) - 0.4 + width * (h + 0.5)
+            ax.bar(x, rows["speedup_vs_pytorch"], width=width, color=palette[tag], label=tag)
+            if "speedup_ci_low" in rows:
+                low = (rows["speedup_vs_pytorch"] - rows["speedup_ci_low"]).clip(lower=0)
+                high = (rows["speedup_ci_high"] - rows["speedup_vs_pytorch"]).clip(lower=0)
+                ax.errorbar(x, rows["speedup_vs_pytorch"], yerr=[low, high], fmt="none", ecolor="black",
+                            elinewidth=1, capsize=2)
+        ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
+        ax.set_xticks(np.arange(len(order)), order, rotation=45, ha="right")
         ax.set_title(f"batch {batch}, sequence {seq}")
-        ax.set_xlabel("")
-        ax.set_ylabel("sequences/s (log)" if c == 0 else "")
-        ax.tick_params(axis="x", rotation=45)
-        ax.legend(fontsize=8, title=None)
+        ax.set_ylabel("speedup over PyTorch FP32 eager (×)" if c == 0 else "")
+        ax.legend(fontsize=7, title=None)
     if len(tags) == 1:
         figure.text(0.5, 0.5, f"only '{tags[0]}' has results so far", ha="center", alpha=0.35, fontsize=14)
     return figure

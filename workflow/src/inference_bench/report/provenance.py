@@ -17,6 +17,7 @@ from snakemake.utils import update_config
 
 from inference_bench.config_validation import SCHEMA_PATH, ConfigError, validate_config
 from inference_bench.environment import config_hash
+from inference_bench.hardware import tag_settings
 
 #: Config sections every measured number depends on (the targets, the regression check and the run's own
 #: tag choice do not).
@@ -28,7 +29,7 @@ def measured_settings(config: dict[str, Any], model: str, hardware: str) -> dict
     models = {entry["name"]: entry for entry in config["models"]}
     return {
         "model": models.get(model),
-        "hardware_tag": config["hardware_tags"].get(hardware),
+        "hardware_tag": tag_settings(config, hardware),
         **{section: config.get(section) for section in MEASURED_SECTIONS},
     }
 

@@ -40,21 +40,24 @@ def results_section(
     root: Path = Path("."),
     others: bool = True,
     link_prefix: str = "",
+    reference_hardware: str | None = None,
 ) -> str:
     """A block per model: this run's `models` first, then (with `others`) any other model that has a
     summary. Charts are linked where they exist under `root` (the project's folder), each link prefixed with
     `link_prefix` (the way from the page's folder to the project's). A target of this run's models with no
-    matching row says so; other models show only the targets they have rows for."""
+    matching row says so; other models show only the targets they have rows for. Within a model, the
+    `reference_hardware` machine's table comes first, then every other machine's by name."""
     keyed = [(layout.parse_summary_path(p), Path(p)) for p in summary_paths]
     rest = sorted({key.model for key, _ in keyed} - set(models)) if others else []
     parts: list[str] = []
     for model in [*models, *rest]:
-        paths = sorted((key.hardware, path) for key, path in keyed if key.model == model)
+        paths = sorted(((key.hardware != reference_hardware, key.hardware), path)
+                       for key, path in keyed if key.model == model)
         if not paths:
             continue
         parts.append(f"### {model}\n")
-        for _, path in paths:
-            parts.append(_tag_block(path))
+        for (_, tag), path in paths:
+            parts.append(_tag_block(path, reference=tag == reference_hardware and len(paths) > 1))
             parts.append(_targets_block(path, targets, report_missing=model in models))
         parts.append(_artifacts_block(layout.beside_summary(paths[0][1], layout.ARTIFACT_TABLE)))
         charts = [
@@ -156,14 +159,15 @@ def _met_text(row: dict[str, Any]) -> str:
     return "yes" if row["met"] else f"no ({row['gap']})"
 
 
-def _tag_block(summary_path: Path) -> str:
+def _tag_block(summary_path: Path, reference: bool = False) -> str:
     tag, model = layout.parse_summary_path(summary_path).hardware, layout.parse_summary_path(summary_path).model
     summary = sort_variants(read_csv(summary_path))
     env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
     environment = read_json(env_path) if env_path.exists() else {}
     memory = "peak GPU memory" if summary["peak_gpu_memory_bytes"].notna().any() else "peak process RSS"
     return (
-        f"**{tag}** ({machine_line(environment)}); latencies per batch, {memory}, "
+        f"**{tag}**{' (the reference machine)' if reference else ''} ({machine_line(environment)}); "
+        f"latencies per batch, {memory}, "
         f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment, model, tag)
         + markdown_table(results_table(summary)) + quiet_note(summary) + roofline_note(environment)
         + outlier_lines(summary)
@@ -297,17 +301,20 @@ def update_readme(
     summary_paths: Sequence[str | Path],
     models: Sequence[str],
     targets: Sequence[Target] = (),
+    reference_hardware: str | None = None,
 ) -> bool:
     """Rewrite the README's results section with this run's models, and the experiments page's (when the
-    project has one) with every other model's; True when a file changed."""
+    project has one) with every other model's; True when a file changed. Each model's tables start with the
+    `reference_hardware` machine's."""
     path = Path(readme_path)
     page = path.parent / EXPERIMENTS_PAGE
     changed = _rewrite(path, results_section(summary_paths, models, targets, root=path.parent,
-                                             others=not page.exists()))
+                                             others=not page.exists(), reference_hardware=reference_hardware))
     if page.exists():
         experiments = [p for p in summary_paths if layout.parse_summary_path(p).model not in set(models)]
         prefix = "../" * len(EXPERIMENTS_PAGE.parent.parts)
-        changed |= _rewrite(page, results_section(experiments, [], targets, root=path.parent, link_prefix=prefix))
+        changed |= _rewrite(page, results_section(experiments, [], targets, root=path.parent, link_prefix=prefix,
+                                                  reference_hardware=reference_hardware))
     return changed
 
 

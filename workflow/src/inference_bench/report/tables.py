@@ -151,7 +151,9 @@ def machine_line(environment: dict[str, Any]) -> str:
     )
     fingerprint = environment.get("fingerprint") or {}
     if fingerprint and not environment.get("gpu_name"):
-        device += f" (family {fingerprint.get('cpu_family')} model {fingerprint.get('cpu_model_number')})"
+        flags = " ".join(fingerprint.get("cpu_flags") or []) or "no AVX2, AVX-512, VNNI, BF16 or AMX"
+        device += (f" (family {fingerprint.get('cpu_family')} model {fingerprint.get('cpu_model_number')}, "
+                   f"{fingerprint.get('logical_cpus')} cores, flags: {flags})")
     if fingerprint:
         device += f", machine {fingerprint.get('id')}"
     threads = environment.get("threads")

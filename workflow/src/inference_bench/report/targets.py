@@ -8,6 +8,7 @@ from typing import Any, Iterable, Literal
 
 import pandas as pd
 
+from inference_bench.hardware import AUTO_TEMPLATE, is_machine_tag
 from inference_bench.variants import BASELINE, precision_of
 
 Metric = Literal["speedup_vs_pytorch", "share_of_bound", "share_of_peak", "parity_min_token_cosine"]
@@ -40,6 +41,10 @@ class Target:
         }[self.metric]
         return f"{self.variant} {what} at batch {self.batch_size}, sequence {self.sequence_length}"
 
+    def applies_to(self, tag: str) -> bool:
+        """A target of the `cpu` tag holds for every machine measured with its settings (`hardware: auto`)."""
+        return tag == self.hardware or (self.hardware == AUTO_TEMPLATE and is_machine_tag(tag))
+
     def shown(self, measured: float) -> str | None:
         """How the measured value is printed; None: the table's usual three significant figures."""
         if self.metric == "parity_min_token_cosine":
@@ -53,10 +58,11 @@ def evaluate_targets(summary: pd.DataFrame, targets: Iterable[Target]) -> list[d
     tags = set(summary["hardware"])
     results = []
     for target in targets:
-        if target.hardware not in tags:
+        matching = [tag for tag in tags if target.applies_to(tag)]
+        if not matching:
             continue
         rows = summary[
-            (summary["hardware"] == target.hardware)
+            summary["hardware"].isin(matching)
             & (summary["variant"] == target.variant)
             & (summary["batch_size"] == target.batch_size)
             & (summary["sequence_length"] == target.sequence_length)
