@@ -1,3 +1,4 @@
+import re
 import json
 
 import pandas as pd
@@ -100,14 +101,20 @@ def test_each_row_has_its_share_of_the_roofline_bound_and_its_roof():
     assert int8["bound_roof"] == "memory" and int8["memory_bound_ms"] == pytest.approx(int8["bytes_per_batch"] / 20e6)
 
 
-def test_a_row_above_its_bound_fails_aggregation_naming_it():
-    from inference_bench.report.roofline import AboveBoundError
+def test_a_row_above_its_bound_is_kept_out_and_the_rest_summarized(caplog):
+    from inference_bench.report.tables import results_table
 
     records = [_with_shape(record("pytorch", 1, 10.0)), _with_shape(record("onnx-fp32", 1, 2.0))]
-    # 1.36 GFLOP in 2 ms is 680 GFLOP/s, above a 500 GFLOP/s peak: the bound (2.7 ms) is wrong.
-    with pytest.raises(AboveBoundError, match=r"cpu/m/onnx-fp32 at batch 1, sequence 16 ran in 2 ms, 13\d% of its "
-                                              r"roofline bound of 2.7\d? ms \(compute roof"):
-        summarize(records, {"fp32": 500.0}, memory_roofs=ROOFS)
+    # 1.36 GFLOP in 2 ms is 680 GFLOP/s, above a 500 GFLOP/s peak: the bound (2.7 ms) or the row is wrong.
+    kept_out = summarize(records, {"fp32": 500.0}, memory_roofs=ROOFS).set_index("variant")
+    row = kept_out.loc["onnx-fp32"]
+    assert row["status"] == "above_bound" and pd.isna(row["p50_ms"]) and pd.isna(row["speedup_vs_pytorch"])
+    assert re.match(r"kept out: cpu/m/onnx-fp32 at batch 1, sequence 16 ran in 2 ms, 13\d% of its roofline bound "
+                    r"of 2.7\d? ms \(compute roof", row["failure"])
+    assert kept_out.loc["pytorch", "status"] == "ok" and kept_out.loc["pytorch", "p50_ms"] == 10.0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [row["failure"]]
+    table = results_table(kept_out.reset_index())
+    assert table["min cosine"].str.startswith("**kept out**: kept out: cpu/m/onnx-fp32").sum() == 1
     # The model's own matrix multiplies, timed by the comparison, ran at 700: the bound is then right.
     records[1]["shape_gemms"] = [{"precision": "fp32", "gflops": 700.0}]
     summary = summarize(records, {"fp32": 500.0}, memory_roofs=ROOFS).set_index("variant")
@@ -125,3 +132,26 @@ def test_a_variant_much_slower_than_eager_is_flagged_with_what_its_job_saw():
                                         "used at most 2% of the machine, 0 noisy round(s); canary spread 1.01× "
                                         "across rounds)")
     assert pd.isna(notes["ort-fp32"]) and pd.isna(notes["pytorch"])  # 1.2x slower is not an outlier
+
+
+def test_a_calibration_with_an_impossible_cache_roof_still_ends_with_a_summary(tmp_path):
+    """A calibration written with a cache roof slower than memory (2.5 against 27.6 GB/s, as once measured on a
+    Zen 3) puts a small model's rows above their bound: those rows are kept out with their reason, and the
+    summary of the run is written all the same."""
+    paths = []
+    for rec in (_with_shape(record("pytorch", 1, 5.45)), _with_shape(record("ort-fp32", 1, 3.0))):
+        rec["architecture"] = {**DISTILBERT, "num_layers": 3, "hidden_size": 384, "intermediate_size": 1536}
+        rec["hardware"], rec["sequence_length"] = "cpu", 16
+        paths.append(tmp_path / f"results/cpu/m/bench/{rec['variant']}/b1_s16.json")
+        paths[-1].parent.mkdir(parents=True)
+        paths[-1].write_text(json.dumps(rec))
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"peak_gflops": {"fp32": 500.0}, "memory_roofs": {
+        "last_level_cache_bytes": 32 * 2**20, "memory": {"roof_gbs": 27.6}, "cache": {"roof_gbs": 2.5}}}))
+    out = {name: tmp_path / name for name in ("s.csv", "a.csv", "s.md", "e.json")}
+    aggregate(paths, [], out["s.csv"], out["a.csv"], out["s.md"], out["e.json"], calibration_json=calibration)
+    summary = pd.read_csv(out["s.csv"]).set_index("variant")
+    assert set(summary["status"]) == {"above_bound"}
+    assert summary.loc["pytorch", "failure"].startswith("kept out: cpu/m/pytorch at batch 1, sequence 16 ran in 5.45 ms")
+    assert "cache roof" in summary.loc["pytorch", "failure"]
+    assert "**kept out**" in out["s.md"].read_text()

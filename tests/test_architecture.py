@@ -142,9 +142,10 @@ def test_each_stage_says_what_it_owns_and_may_import(stage):
 
 
 def test_a_rule_files_code_is_in_the_subpackage_of_its_name():
-    """A newcomer finds a rule's code from its rule file: build.smk -> inference_bench/build/."""
+    """A newcomer finds a rule's code from its rule file: build.smk (and its input functions,
+    build_inputs.smk) -> inference_bench/build/."""
     shared = {"common", "targets", "config_files"}
-    stage_files = {path.stem for path in RULES.glob("*.smk")} - shared
+    stage_files = {path.stem for path in RULES.glob("*.smk") if not path.stem.endswith("_inputs")} - shared
     assert stage_files and all((PACKAGE / stage / "__init__.py").exists() for stage in stage_files), stage_files
 
 

@@ -77,3 +77,20 @@ def test_theoretical_peak_from_cores_lanes_and_clock(monkeypatch):
     fields["vendor_id"] = "SomeoneElse"
     assert calibration.theoretical_peaks("cpu", threads=2) is None
     assert calibration.theoretical_peaks("cuda", threads=2) is None
+
+
+def test_a_calibration_that_makes_no_physical_sense_is_named_and_its_roofs_refused():
+    from inference_bench.measure.calibration import implausible_roofs, without_implausible_roofs
+
+    roofs = {"last_level_cache_bytes": 32 * 2**20, "memory": {"roof_gbs": 27.6}, "cache": {"roof_gbs": 2.5}}
+    peaks = {"fp32": 400.0, "int8": 300.0}
+    problems = implausible_roofs(peaks, roofs, {"peak_gflops": {"fp32": 157.0}})
+    assert problems == {
+        "cache": "the cache roof measured 2.5 GB/s, below the memory roof of 27.6 GB/s, and no cache is slower "
+                 "than the memory behind it",
+        "peak_fp32": "the FP32 matmul peak measured 400 GFLOP/s, above this CPU's theoretical 157"}
+    kept_peaks, kept_roofs = without_implausible_roofs(peaks, roofs, problems)
+    assert kept_peaks == {"int8": 300.0} and "cache" not in kept_roofs and kept_roofs["memory"]["roof_gbs"] == 27.6
+    sensible = {**roofs, "cache": {"roof_gbs": 180.0}}
+    assert implausible_roofs({"fp32": 150.0}, sensible, {"peak_gflops": {"fp32": 157.0}}) == {}
+    assert implausible_roofs({"fp32": 150.0}, sensible, None) == {}  # no datasheet: only the cache is checked

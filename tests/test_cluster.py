@@ -28,8 +28,8 @@ def planned_jobs(text: str) -> list[dict[str, str]]:
 
 def test_cheap_rules_and_the_download_run_where_snakemake_runs(loaded_workflow):
     # A dry run does not mark local jobs; the parsed workflow knows them.
-    assert loaded_workflow._localrules == {"download_model", "aggregate", "charts", "readme", "regression",
-                                           "variant_result"}
+    assert loaded_workflow._localrules == {"download_model", "aggregate", "shape_summary", "charts", "readme",
+                                           "recommend", "regression", "variant_result"}
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm", "kubernetes"])

@@ -32,7 +32,8 @@ def test_minimal_config_fills_every_section():
     assert config["parity"]["int8"]["min_cosine"] == 0.9  # a floor: the accuracy gate decides
     assert config["accuracy"] == {"max_length": 512, "min_relative": 0.99, "dataset": None}
     assert config["int8"] == {"per_channel": True, "reduce_range": False, "calibration_method": "minmax",
-                              "mixed_base": "dynamic", "mixed_margin": 0.002}
+                              "mixed_base": "dynamic", "mixed_margin": 0.002, "mixed_for_text_models": True}
+    assert config["recommend"] == {"max_p99_ms": None, "min_accuracy_relative": None}
     assert config["benchmark"]["rounds"] == 3 and config["regression"]["against"] == "HEAD"
     assert config["models"][0]["source"] == "random"
 

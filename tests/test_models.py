@@ -130,3 +130,59 @@ def test_hub_download_asks_for_safe_files_only_and_records_them(tiny_models, tmp
     assert manifest["origin"] == {"name": "hubbed", "source": "hub", "hub_id": "org/model", "revision": "0123abcd",
                                   "resolved_snapshot": "0123abcd"}
     assert len(manifest["files"]["model.safetensors"]["sha256"]) == 64
+
+
+def _checkpoint_without(tiny_models, tmp_path, dropped_prefixes):
+    """A copy of the tiny BERT with the weights named by `dropped_prefixes` taken out of its safetensors."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    source = tmp_path / "checkpoint"
+    shutil.copytree(tiny_models["bert"], source, ignore=shutil.ignore_patterns("manifest.json"))
+    weights = load_file(source / "model.safetensors")
+    kept = {name: value for name, value in weights.items() if not name.startswith(dropped_prefixes)}
+    assert len(kept) < len(weights)
+    save_file(kept, source / "model.safetensors", metadata={"format": "pt"})
+    return source
+
+
+def test_a_checkpoint_missing_a_weight_the_forward_pass_reads_is_stopped_naming_it(tiny_models, tmp_path):
+    source = _checkpoint_without(tiny_models, tmp_path, ("encoder.layer.1.output.dense.",))
+    spec = ModelSpec(name="holey", source="local", path=str(source))
+    with pytest.raises(ModelSourceError, match=r"the checkpoint lacks 2 weight\(s\) the timed forward pass reads "
+                                               r"\(encoder.layer.1.output.dense.bias, encoder.layer.1.output.dense.weight\)"):
+        prepare_model_dir(spec, tmp_path / "out")
+
+
+def test_a_checkpoint_missing_only_its_pooler_is_said_once_and_loads(tiny_models, tmp_path, caplog, capsys):
+    """The pooler is computed but never read by feature extraction: one line of the pipeline's own at download,
+    later loads keep it (and transformers' own load report) in the job's log."""
+    import logging
+
+    from inference_bench.models import load_torch_model
+
+    source = _checkpoint_without(tiny_models, tmp_path, ("pooler.",))
+    spec = ModelSpec(name="no-pooler", source="local", path=str(source))
+    caplog.set_level(logging.INFO)
+    out = prepare_model_dir(spec, tmp_path / "out")
+    said = [r for r in caplog.records if "weight(s) missing" in r.getMessage()]
+    assert len(said) == 1 and getattr(said[0], "terminal", True)  # for the terminal
+    assert "2 weight(s) missing, none read by the timed forward pass (pooler.dense.bias, pooler.dense.weight" in (
+        said[0].getMessage())
+    caplog.clear()
+    load_torch_model(out)
+    again = [r for r in caplog.records if "weight(s) missing" in r.getMessage()]
+    assert len(again) == 1 and again[0].terminal is False  # the job's log only
+    assert "LOAD REPORT" not in capsys.readouterr().err  # transformers' table is not printed on its own
+
+
+def test_a_classifier_missing_its_pooler_is_stopped():
+    """A BERT classifier reads its pooler: missing, it is a weight the forward pass reads."""
+    from inference_bench.models import check_loaded_weights
+
+    with pytest.raises(ModelSourceError, match="lacks 1 weight"):
+        check_loaded_weights("clf", {"missing_keys": {"bert.pooler.dense.weight"}}, classifier=True,
+                             base_prefix="bert")
+    assert check_loaded_weights("enc", {"missing_keys": set(), "unexpected_keys": {"cls.predictions.bias"}},
+                                classifier=False) == "enc: 1 unexpected weight(s) ignored (cls.predictions.bias)"

@@ -64,3 +64,24 @@ def test_the_toolkit_and_the_command_line_share_a_models_files(tmp_path):
     plan = planned(project, "results/models/distilbert-tiny/onnx/ort-int8.onnx")
     assert plan == {}, plan
     assert snakemake(project, "--dry-run", "results/models/distilbert-tiny/onnx/ort-int8.onnx").returncode == 0
+
+
+def test_a_toolkit_call_keeps_the_command_lines_summary_and_readme(tmp_path):
+    """The command line's run, then the toolkit at the shape of its text (issue 28): the model's summary keeps
+    every configured shape byte for byte, the toolkit's rows stand in a summary of their own beside it, and a
+    plain `snakemake` afterwards has nothing to do."""
+    from conftest import snakemake
+
+    project = make_project(tmp_path)
+    snakemake(project)
+    summary = project / "results/cpu/tiny-distilbert/summary.csv"
+    before, readme = summary.read_bytes(), (project / "README.md").read_text()
+    toolkit = TransformerOptimizationToolkit("tiny-distilbert", source="random", model_type="distilbert",
+                                             config_overrides=TINY_OVERRIDES["distilbert"], project=project)
+    df = toolkit.run_full_analysis("A text of its own length.")
+    assert set(df["batch_size"]) == {1} and len(set(df["sequence_length"])) == 1
+    shape = int(df["sequence_length"].iloc[0])
+    assert (project / f"results/cpu/tiny-distilbert/shapes/b1_s{shape}/summary.csv").is_file()
+    assert summary.read_bytes() == before and (project / "README.md").read_text() == readme
+    plain = snakemake(project, "--dry-run")
+    assert "Nothing to be done" in plain.stdout + plain.stderr

@@ -1,6 +1,6 @@
-# What every rule file needs: the config, loaded and checked before any job; the tag this run measures; the
+# What all the stages need: the config, loaded and checked before any job; the tag this run measures; the
 # wildcards; the per-model settings and the model's own files. Each stage's input functions stand beside its
-# rules (build.smk, accuracy.smk, measure.smk, report.smk); the run's targets in targets.smk.
+# rule file, in <stage>_inputs.smk (build, accuracy, measure, report); the run's targets in targets.smk.
 import os
 import re
 import shutil
@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 from inference_bench import layout, terminal
+from snakemake.utils import update_config
+
 from inference_bench.config_validation import (
     check_labelled_dataset,
     check_model_sources,
     check_sequence_lengths,
+    typed_overrides,
     validate_config,
 )
 from inference_bench.environment import measuring_code_hash, reporting_code_hash
@@ -28,6 +31,9 @@ terminal.install(verbose=bool(getattr(workflow.output_settings, "verbose", False
                  dry_run=lambda: workflow.dryrun)
 
 
+# A braced --config value reaches here with every scalar a string (Snakemake reads it with YAML's BaseLoader).
+update_config(config, {key: typed_overrides(value) for key, value in workflow.config_settings.config.items()
+                       if isinstance(value, (dict, list))})
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     check_sequence_lengths(config)
@@ -60,7 +66,8 @@ HARDWARE = PLANNED_HARDWARE.name
 HARDWARE_TAG = PLANNED_HARDWARE.settings
 #: What a benchmark or calibration job needs to know of its tag (the variant list only shapes the DAG,
 #: the resources only where a cluster runs it).
-HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items() if k not in ("variants", "resources")}
+HARDWARE_TAG_SETTINGS = {k: v for k, v in HARDWARE_TAG.items()
+                         if k not in ("variants", "resources", "price_per_hour")}
 #: What this tag's measuring jobs ask a cluster executor for (see workflow/profiles/).
 HARDWARE_RESOURCES = HARDWARE_TAG["resources"]
 BENCH = config["benchmark"]
@@ -131,13 +138,28 @@ def reads_text(model):
     return True
 
 
+#: The accuracy-aware INT8 recipe, added for models with a tokenizer (int8.mixed_for_text_models): where a
+#: dynamic INT8 misses the accuracy gate on real text, it is the INT8 that passes, if one does.
+MIXED_INT8 = "onnx-int8-mixed"
+
+
+def variants_of(model):
+    """The variants timed for `model`: the tag's, and on a CPU the accuracy-aware INT8 for a model that reads
+    text (its search needs the corpus; a random model has no tokenizer and nothing to steer it)."""
+    variants = list(HARDWARE_TAG["variants"])
+    if (config["int8"]["mixed_for_text_models"] and HARDWARE_TAG["device"] in VARIANTS[MIXED_INT8].devices
+            and MIXED_INT8 not in variants and reads_text(model)):
+        variants.append(MIXED_INT8)
+    return variants
+
+
 def corpus_if_read(wildcards):
     """The corpus, an input of what reads it (a model with a tokenizer): edit it and they run again."""
     return [os.path.relpath(CORPUS_PATH)] if reads_text(wildcards.model) else []
 
 
 #: Targets that only redraw the charts and the README from the summaries on disk.
-REPORT_TARGETS = {"readme", "charts"}
+REPORT_TARGETS = {"readme", "charts", "recommend"}
 
 
 def requested_targets():

@@ -8,7 +8,7 @@ def reported_files():
     files = [layout.CALIBRATION.format(hardware=HARDWARE), *chart_files()]
     for model in MODELS:
         files += [layout.MODEL_DIR.format(model=model), layout.REFERENCE.format(model=model)]
-        files += expand(layout.ONNX_ARTIFACT, model=model, artifact=built_artifacts()) + _artifact_sidecars(model)
+        files += expand(layout.ONNX_ARTIFACT, model=model, artifact=built_artifacts(model)) + _artifact_sidecars(model)
         files += expected_comparisons(model) + _measured(model) + expected_accuracy(model)
         files += [layout.TEXT_REFERENCE.format(model=model)] if reads_text(model) else []
     return files

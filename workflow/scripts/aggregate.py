@@ -1,10 +1,12 @@
 from _common import run_logged
+from inference_bench.artifacts import atomic_path
 from inference_bench.report.aggregate import aggregate
+from inference_bench.report.recommend import Constraints, recommend
 
 
 def main() -> None:
     out = snakemake.output
-    aggregate(
+    summary = aggregate(
         [*snakemake.input.results, *snakemake.input.failed],
         snakemake.input.sidecars,
         accuracy_paths=snakemake.input.accuracy,
@@ -16,6 +18,11 @@ def main() -> None:
         provenance={"config_sources": vars(snakemake.params.config_sources),
                     "settings_hash": snakemake.params.settings_hash},
     )
+    if "recommendation" in out.keys():
+        table = recommend(summary, Constraints.from_config(snakemake.params.recommend),
+                          {snakemake.wildcards.hardware: snakemake.params.price})
+        with atomic_path(out.recommendation) as tmp:
+            table.to_csv(tmp, index=False)
 
 
 run_logged(main, snakemake.log[0])

@@ -265,3 +265,22 @@ def _built_from(spec: Any, project_dir: Path) -> bool:
         return False
     return origin.get("source") == "random" and origin.get("model_type") == spec.model_type and origin.get(
         "seed") == spec.seed and origin.get("overrides") == spec.config_overrides
+
+
+def typed_overrides(overrides: Any) -> Any:
+    """`--config` values as a config file would type them. Snakemake reads a braced value
+    (`--config recommend='{max_p99_ms: 20}'`) with YAML's BaseLoader, which leaves every scalar inside a string
+    ('20'); each such string is read again as YAML, so 20 is a number, null is None, true a boolean."""
+    import yaml
+
+    if isinstance(overrides, dict):
+        return {key: typed_overrides(value) for key, value in overrides.items()}
+    if isinstance(overrides, list):
+        return [typed_overrides(value) for value in overrides]
+    if isinstance(overrides, str):
+        try:
+            value = yaml.safe_load(overrides)
+        except yaml.YAMLError:
+            return overrides
+        return value if isinstance(value, (int, float, bool)) or value is None else overrides
+    return overrides

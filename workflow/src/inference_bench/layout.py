@@ -42,6 +42,14 @@ SUMMARY = TAG_MODEL + "summary.csv"
 ARTIFACT_TABLE = TAG_MODEL + "artifacts.csv"
 SUMMARY_MARKDOWN = TAG_MODEL + "summary.md"
 ENVIRONMENT = TAG_MODEL + "environment.json"
+#: What to deploy per shape (inference_bench.report.recommend), for the HTML report.
+RECOMMENDATION = TAG_MODEL + "recommendation.csv"
+#: One shape's summary beside the model's (what the Python toolkit's run_full_analysis times and returns).
+SHAPE = TAG_MODEL + "shapes/b{batch}_s{seq}/"
+SHAPE_SUMMARY = SHAPE + "summary.csv"
+SHAPE_SUMMARY_ARTIFACTS = SHAPE + "artifacts.csv"
+SHAPE_SUMMARY_MARKDOWN = SHAPE + "summary.md"
+SHAPE_SUMMARY_ENVIRONMENT = SHAPE + "environment.json"
 #: The README rule's output: Snakemake deletes a job's outputs before it runs, so README.md cannot be one.
 README_STAMP = RESULTS + "readme.stamp"
 

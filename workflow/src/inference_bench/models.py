@@ -130,8 +130,10 @@ def prepare_model_dir(spec: ModelSpec, out_dir: str | Path) -> Path:
         origin = {"hub_id": spec.hub_id, "revision": spec.revision, "resolved_snapshot": snapshot.name}
     _require_weights(out, spec)
     write_manifest(out, {"name": spec.name, "source": spec.source, **origin}, task=spec.task)
-    if spec.task == CLASSIFICATION:
-        load_torch_model(out)  # a checkpoint without a classification head is refused now, not at export
+    if spec.source != "random":
+        # Now, not at export: a checkpoint without the head or a weight the forward pass reads is refused, and
+        # what it lacks or adds otherwise is said once, here.
+        load_torch_model(out, report=True)
     return out
 
 
@@ -316,13 +318,19 @@ def verify_model_dir(model_dir: str | Path) -> None:
             )
 
 
-def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager") -> Any:
+def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager", report: bool = False) -> Any:
     """The model in eval mode, from safetensors only, after checking it against its manifest: the encoder
     alone, or for a classification model the encoder with its head (refused when the checkpoint has none:
-    transformers would fill a missing head with random weights, and every label it gave would be noise)."""
+    transformers would fill a missing head with random weights, and every label it gave would be noise).
+    A weight the checkpoint lacks and the timed forward pass reads is refused too (check_loaded_weights);
+    what it lacks or adds otherwise is one line, on the terminal with `report` (the download stage) and in the
+    job's log otherwise. transformers' own load report goes to the job's log only."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
+    from inference_bench.terminal import LOG_ONLY
+
     verify_model_dir(model_dir)
+    _send_transformers_logs_to_the_job_log()
     classifier = model_task(model_dir) == CLASSIFICATION
     loader = AutoModelForSequenceClassification if classifier else AutoModel
     model, info = loader.from_pretrained(model_dir, attn_implementation=attn_implementation, use_safetensors=True,
@@ -334,7 +342,52 @@ def load_torch_model(model_dir: str | Path, attn_implementation: str = "eager") 
                 f"{model_dir} is configured as task: sequence-classification, but its checkpoint has no classification "
                 f"head ({', '.join(sorted(missing)[:4])} missing): use a fine-tuned checkpoint, or task: "
                 f"feature-extraction")
+    line = check_loaded_weights(str(model_dir), info, classifier, model.base_model_prefix)
+    if line:
+        log.info("%s", line, extra=None if report else LOG_ONLY)
     return model.eval()
+
+
+#: Weights an encoder's forward pass computes but the pipeline never reads when it takes the last hidden
+#: state (feature extraction): BERT's pooler. A classifier reads its pooler and head, so it may lack none.
+UNREAD_WITHOUT_A_HEAD = ("pooler.",)
+
+
+def check_loaded_weights(model: str, info: dict[str, Any], classifier: bool, base_prefix: str = "") -> str | None:
+    """Refuse a checkpoint that lacks a weight the timed forward pass reads (transformers would fill it with
+    random values, and the model would be timed and judged with them); otherwise one line naming what it
+    lacks (left at random, never read) and what it has beyond the architecture (ignored), or None."""
+    def plain(key: str) -> str:
+        return key[len(base_prefix) + 1:] if base_prefix and key.startswith(base_prefix + ".") else key
+
+    missing = sorted(info.get("missing_keys", ()))
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    read = [key for key in missing if classifier or not plain(key).startswith(UNREAD_WITHOUT_A_HEAD)]
+    if read:
+        raise ModelSourceError(
+            f"{model}: the checkpoint lacks {len(read)} weight(s) the timed forward pass reads "
+            f"({_names(read)}); transformers would fill them with random values. Use a complete checkpoint")
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) missing, none read by the timed forward pass ({_names(missing)}: "
+                     f"left at random, unused)")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weight(s) ignored ({_names(unexpected)})")
+    return f"{model}: " + "; ".join(parts) if parts else None
+
+
+def _names(keys: list[str], shown: int = 4) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def _send_transformers_logs_to_the_job_log() -> None:
+    """transformers prints through a handler of its own (its load report is a multi-line table, once per
+    load): hand its records to ours instead, which keep other libraries' lines in the job's log."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+    hf_logging.disable_progress_bar()
 
 
 def is_classifier(model: Any) -> bool:

@@ -132,10 +132,30 @@ class TransformerOptimizationToolkit:
                                     "sequence_lengths": [length]}
         log.info("%d text(s), %d tokens at the longest: timing batch %d, sequence %d", len(texts), length,
                  len(texts), length)
-        summary = layout.SUMMARY.format(hardware=self.hardware.name, model=self.name)
+        # A summary of this shape's own, beside the model's: the command line's summary keeps its shapes.
+        summary = layout.SHAPE_SUMMARY.format(hardware=self.hardware.name, model=self.name, batch=len(texts),
+                                              seq=length)
         self._run([summary])
-        frame = pd.read_csv(self.project / summary)
-        return frame[(frame["batch_size"] == len(texts)) & (frame["sequence_length"] == length)].reset_index(drop=True)
+        return pd.read_csv(self.project / summary)
+
+    def recommend(self, max_p99_ms: float | None = None, min_accuracy_relative: float | None = None,
+                  price_per_hour: float | None = None) -> pd.DataFrame:
+        """What to deploy for this model on this machine, from the results on disk (no measuring): per batch
+        size and sequence length, the fastest variant that keeps `min_accuracy_relative` of FP32's task accuracy
+        (the accuracy gate by default) within a p99 of `max_p99_ms`, its ties, and its cost per million
+        sequences at `price_per_hour` (inference_bench.report.recommend)."""
+        from inference_bench.report.recommend import Constraints, recommend
+
+        summary = self.project / layout.SUMMARY.format(hardware=self.hardware.name, model=self.name)
+        shapes = sorted(summary.parent.glob("shapes/*/summary.csv"))  # run_full_analysis's, one shape each
+        frames = [pd.read_csv(path) for path in [summary, *shapes] if path.is_file()]
+        if not frames:
+            raise PipelineError(f"no {summary.relative_to(self.project)} yet: measure first (run_full_analysis, or "
+                                f"snakemake --cores 1 with this model in the config)")
+        rows = pd.concat(frames, ignore_index=True).drop_duplicates(
+            ["variant", "batch_size", "sequence_length"], keep="first")
+        price = price_per_hour if price_per_hour is not None else self.hardware.settings.get("price_per_hour")
+        return recommend(rows, Constraints(max_p99_ms, min_accuracy_relative), {self.hardware.name: price})
 
     # --- the workflow underneath ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from inference_bench.errors import PipelineError
+from inference_bench.terminal import LOG_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def quantize_dynamic_int8(onnx_in: str | Path, onnx_out: str | Path, per_channel
         quantize_dynamic(str(source), str(onnx_out), per_channel=per_channel, reduce_range=reduce_range,
                          weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32), extra_options=dict(_TYPED))
     log.info("dynamic INT8 %s -> %s (per_channel=%s, reduce_range=%s, %d MatMuls kept in FP32)",
-             onnx_in, onnx_out, per_channel, reduce_range, len(keep_fp32))
+             onnx_in, onnx_out, per_channel, reduce_range, len(keep_fp32), extra=LOG_ONLY)
 
 
 class _Batches:
@@ -120,7 +121,7 @@ def quantize_static_int8(onnx_in: str | Path, onnx_out: str | Path, batches: lis
             extra_options={**_TYPED, "MatMulConstBOnly": True},
         )
     log.info("static INT8 %s -> %s (%s calibration on %d batches, %d MatMuls kept in FP32)",
-             onnx_in, onnx_out, method, len(batches), len(keep_fp32))
+             onnx_in, onnx_out, method, len(batches), len(keep_fp32), extra=LOG_ONLY)
 
 
 # --- what calibration and the search read ------------------------------------------------------------------
@@ -265,7 +266,7 @@ def search_fp32_matmuls(matmuls: Sequence[str], quantize: Callable[[Sequence[str
     for index, name in enumerate(names):
         alone = score_keeping([other for other in names if other != name], f"only-{index}")
         result.sensitivity[name] = 1.0 - alone
-        log.info("sensitivity %-60s %.6f", name, 1.0 - alone)
+        log.info("sensitivity %-60s %.6f", name, 1.0 - alone, extra=LOG_ONLY)
     ranked = sorted(names, key=lambda name: -result.sensitivity[name])
     low, high = 0, len(ranked)  # keeping `low` fails; keeping all of them (FP32) is taken to pass
     scores: dict[int, float] = {}
@@ -274,7 +275,7 @@ def search_fp32_matmuls(matmuls: Sequence[str], quantize: Callable[[Sequence[str
         scores[middle] = score_keeping(ranked[:middle], f"keep-{middle}")
         result.tried.append({"kept": middle, "score": scores[middle]})
         log.info("keeping the %d most sensitive MatMuls in FP32: %s %.6f (gate %.6f)", middle, metric,
-                 scores[middle], gate)
+                 scores[middle], gate, extra=LOG_ONLY)
         if scores[middle] >= gate:
             high = middle
         else:

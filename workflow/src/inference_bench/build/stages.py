@@ -232,9 +232,12 @@ def int8_stage(
             found = quantize.search_fp32_matmuls(quantize.weight_matmuls(onnx_in), candidate, score, gate, metric,
                                                  scratch)
         if not found.passed:
-            raise quantize.MixedPrecisionError(
-                f"{Path(onnx_out).name}: no mix of FP32 and INT8 MatMuls reaches {metric} {gate} on the calibration "
-                f"set (all INT8: {found.score_all_int8:.6f}; best tried: {found.score:.6f})")
+            # Not a failure of the run: the best mix tried is timed, the accuracy stage judges it, and the summary
+            # says in one line that no INT8 of this model passes.
+            log.warning("%s: no mix of FP32 and INT8 MatMuls reaches %s %s on the calibration texts (all INT8: "
+                        "%.6f; best tried, %d of %d MatMuls kept in FP32: %.6f); that mix is timed and judged",
+                        Path(onnx_out).name, metric, gate, found.score_all_int8, len(found.kept_fp32),
+                        found.matmuls, found.score)
         candidate(found.kept_fp32, Path(onnx_out))
         search_result.update(found.as_dict())
         log.info("mixed INT8: %d of %d MatMuls kept in FP32 (%s %.6f, gate %.6f): %s", len(found.kept_fp32),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -15,7 +16,9 @@ from inference_bench.models import ArchitectureFacts
 from inference_bench.report.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
 from inference_bench.measure.statistics import speedup_interval, speedup_verdict
 from inference_bench.report.tables import summary_markdown
-from inference_bench.variants import BASELINE, precision_of, variant_order
+from inference_bench.variants import BASELINE, VARIANTS, precision_of, variant_order
+
+log = logging.getLogger(__name__)
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SUMMARY_COLUMNS = [
@@ -61,6 +64,7 @@ SUMMARY_COLUMNS = [
     "parity_max_abs_diff",
     "parity_min_token_cosine",
     "parity_mean_token_cosine",
+    "fp32_matmuls",
     "accuracy_metric",
     "accuracy_relative",
     "accuracy_passed",
@@ -105,8 +109,8 @@ def summarize(
     """One row per job, ordered by variant then shape, with the median-latency speedup over `pytorch`; each
     row's achieved GFLOP/s as a share of the peak of its precision (the best of the calibration's `peak_gflops`
     and of the model's own matrix multiplies its comparisons timed) and as a share of its roofline bound
-    (inference_bench.report.roofline, with the calibration's `memory_roofs`): a row above its bound is refused
-    (AboveBoundError). Given the calibration's canary time, each job's canary against it (above 1: the host
+    (inference_bench.report.roofline, with the calibration's `memory_roofs`): a row above its bound is kept
+    out (keep_out_rows_above_bound), the others are summarized. Given the calibration's canary time, each job's canary against it (above 1: the host
     ran slower then). A variant much slower than PyTorch eager gets an `outlier` note of what its job saw."""
     records = list(records)
     frame = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
@@ -125,7 +129,7 @@ def summarize(
     for column in speedups:
         frame[column] = speedups[column]
     frame["outlier"] = [outlier_note(record, baselines) for record in records]
-    refuse_rows_above_bound(records, [bound for _, bound in rooflines])
+    keep_out_rows_above_bound(frame, records, [bound for _, bound in rooflines])
     return sort_variants(frame)[SUMMARY_COLUMNS].reset_index(drop=True)
 
 
@@ -153,19 +157,36 @@ def row_roofline(record: dict[str, Any], peaks: dict[str, float], memory_roofs: 
             "bound_roof": bound.roof, "share_of_bound": bound.share(record["p50_ms"])}, bound
 
 
-def refuse_rows_above_bound(records: Sequence[dict[str, Any]], bounds: Sequence[Bound | None]) -> None:
-    """Every row faster than its roofline bound allows, named in one error: the bound is wrong, not the row."""
-    problems = []
-    for record, bound in zip(records, bounds):
+#: Status of a row that ran faster than its roofline bound allows: its numbers are kept out of the tables and
+#: charts (one of the row and the bound is wrong, and nothing says which), its reason stands in the row.
+ABOVE_BOUND = "above_bound"
+#: The columns a row above its bound no longer shows: every timing, and what was derived from it.
+_TIMED_COLUMNS = [column for column in SUMMARY_COLUMNS
+                  if (column.endswith("_ms") or column.startswith(("speedup_", "share_of_", "throughput"))
+                  or column in ("achieved_gflops", "bound_roof")) and column != "speedup_paired"]
+
+
+def keep_out_rows_above_bound(frame: pd.DataFrame, records: Sequence[dict[str, Any]],
+                              bounds: Sequence[Bound | None]) -> list[str]:
+    """Mark every row faster than its roofline bound allows (status `above_bound`, the reason as its failure,
+    its timings blanked) and say so in one warning each; the rest of the summary stands. Returns the reasons.
+    Other rows keep their speedups: a paired speedup is measured against the baseline's rounds, not its bound."""
+    reasons = []
+    for index, (record, bound) in enumerate(zip(records, bounds)):
         if bound is None:
             continue
+        row = (f"{record['hardware']}/{record['model']}/{record['variant']} at batch {record['batch_size']}, "
+               f"sequence {record['sequence_length']}")
         try:
-            check_within_bound(f"{record['hardware']}/{record['model']}/{record['variant']} at batch "
-                               f"{record['batch_size']}, sequence {record['sequence_length']}", record["p50_ms"], bound)
+            check_within_bound(row, record["p50_ms"], bound)
         except AboveBoundError as error:
-            problems.append(str(error))
-    if problems:
-        raise AboveBoundError("; ".join(problems))
+            reason = f"kept out: {error}"
+            frame.loc[index, "status"] = ABOVE_BOUND
+            frame.loc[index, "failure"] = reason
+            frame.loc[index, _TIMED_COLUMNS] = None
+            log.warning("%s", reason)
+            reasons.append(reason)
+    return reasons
 
 
 #: A variant this many times slower than PyTorch FP32 eager at the same shape is flagged with what its job saw.
@@ -266,9 +287,29 @@ def artifact_table(sidecar_paths: Sequence[str | Path]) -> pd.DataFrame:
                 "parity_max_abs_diff": parity.get("max_abs_diff"),
                 "parity_min_token_cosine": parity.get("min_token_cosine"),
                 "fused_operators": json.dumps(sidecar.get("fused_operators", {}), sort_keys=True),
+                "fp32_matmuls": fp32_matmuls_text(sidecar.get("mixed_precision")),
+                "int8_search_passed": (sidecar.get("mixed_precision") or {}).get("passed"),
             }
         )
     return pd.DataFrame(rows)
+
+
+def fp32_matmuls_text(search: dict[str, Any] | None) -> str | None:
+    """`2 of 36: matmul_a, matmul_b`: the MatMuls an accuracy-aware INT8 kept in FP32 (None for other files)."""
+    if not search:
+        return None
+    kept = search.get("kept_fp32") or []
+    return f"{len(kept)} of {search.get('matmuls')}" + (f": {', '.join(kept)}" if kept else "")
+
+
+def int8_search_notes(model: str, artifacts: pd.DataFrame) -> list[str]:
+    """One line per accuracy-aware INT8 whose search found no mix that passes the gate."""
+    if artifacts.empty or "int8_search_passed" not in artifacts:
+        return []
+    failed = artifacts[artifacts["int8_search_passed"] == False]  # noqa: E712 (None: not a searched file)
+    return [f"No INT8 of {model} passes the accuracy gate: no mix of FP32 and INT8 MatMuls reached it on the "
+            f"calibration texts ({row.variant} timed with {row.fp32_matmuls} MatMuls in FP32, the best tried)"
+            for row in failed.itertuples()]
 
 
 def aggregate(
@@ -296,9 +337,15 @@ def aggregate(
         "memory_roofs": calibration.get("memory_roofs"),
         "theoretical": calibration.get("theoretical"),
         "calibration_date": (calibration.get("environment") or {}).get("date"),
+        "refused": calibration.get("refused_roofs") or {},
     }
+    artifacts = artifact_table(sidecar_paths)
+    searched = dict(zip(artifacts["variant"], artifacts["fp32_matmuls"])) if not artifacts.empty else {}
+    summary["fp32_matmuls"] = summary["variant"].map(lambda v: searched.get(VARIANTS[v].artifact) if v in VARIANTS
+                                                     else None)
+    environment["notes"] = int8_search_notes(records[0]["model"], artifacts) if records else []
     _write_csv(summary, summary_csv)
-    _write_csv(artifact_table(sidecar_paths), artifacts_csv)
+    _write_csv(artifacts, artifacts_csv)
     write_text_atomic(summary_md, summary_markdown(summary, environment))
     write_json_atomic(environment_json, {**environment, **(provenance or {}), "jobs": len(records)})
     return summary

@@ -29,7 +29,9 @@ def measured_settings(config: dict[str, Any], model: str, hardware: str) -> dict
     models = {entry["name"]: entry for entry in config["models"]}
     return {
         "model": models.get(model),
-        "hardware_tag": tag_settings(config, hardware),
+        # A price changes what a row costs, not what it measured.
+        "hardware_tag": {k: v for k, v in (tag_settings(config, hardware) or {}).items() if k != "price_per_hour"}
+        or None,
         **{section: config.get(section) for section in MEASURED_SECTIONS},
     }
 

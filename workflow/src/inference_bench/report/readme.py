@@ -16,6 +16,8 @@ from inference_bench.measure.quiet import CANARY_SIZE
 from inference_bench.environment import measuring_code_hash
 from inference_bench.errors import PipelineError
 from inference_bench.report.provenance import config_staleness
+from inference_bench.report.recommend import (Constraints, cheapest, largest_batch, recommend,
+                                               recommendation_lines)
 from inference_bench.report.tables import UNPAIRED_MARK, format_number, machine_line, markdown_table, results_table
 from inference_bench.report.targets import Target, evaluate_targets
 from inference_bench.variants import variant_names
@@ -41,6 +43,8 @@ def results_section(
     others: bool = True,
     link_prefix: str = "",
     reference_hardware: str | None = None,
+    constraints: Constraints = Constraints(),
+    prices: dict[str, float | None] | None = None,
 ) -> str:
     """A block per model: this run's `models` first, then (with `others`) any other model that has a
     summary. Charts are linked where they exist under `root` (the project's folder), each link prefixed with
@@ -57,8 +61,10 @@ def results_section(
             continue
         parts.append(f"### {model}\n")
         for (_, tag), path in paths:
-            parts.append(_tag_block(path, reference=tag == reference_hardware and len(paths) > 1))
+            parts.append(_tag_block(path, reference=tag == reference_hardware and len(paths) > 1,
+                                    constraints=constraints, prices=prices or {}))
             parts.append(_targets_block(path, targets, report_missing=model in models))
+        parts.append(cheapest_block([path for _, path in paths], constraints, prices or {}))
         parts.append(_artifacts_block(layout.beside_summary(paths[0][1], layout.ARTIFACT_TABLE)))
         charts = [
             chart for chart in layout.CHARTS
@@ -84,6 +90,8 @@ def _artifacts_block(artifacts_csv: Path) -> str:
             "min cosine": artifacts["parity_min_token_cosine"].map(lambda v: f"{v:.6f}"),
         }
     )
+    if "fp32_matmuls" in artifacts and artifacts["fp32_matmuls"].notna().any():
+        table["MatMuls kept FP32"] = artifacts["fp32_matmuls"].fillna("–")
     return "ONNX artifacts (parity checked on the CPU execution provider when built):\n\n" + markdown_table(table)
 
 
@@ -159,7 +167,41 @@ def _met_text(row: dict[str, Any]) -> str:
     return "yes" if row["met"] else f"no ({row['gap']})"
 
 
-def _tag_block(summary_path: Path, reference: bool = False) -> str:
+def deploy_block(summary: pd.DataFrame, constraints: Constraints, prices: dict[str, float | None]) -> str:
+    """"What to deploy" above a machine's table: one line per shape (inference_bench.report.recommend), and
+    with a latency objective the largest batch that meets it."""
+    recommendations = recommend(summary, constraints, prices)
+    if recommendations.empty:
+        return ""
+    objective = f", p99 within {format_number(constraints.max_p99_ms)} ms" if constraints.max_p99_ms else ""
+    gate = (f"at least {constraints.min_accuracy_relative:g}" if constraints.min_accuracy_relative is not None
+            else "the accuracy gate")
+    text = (f"**What to deploy** (the fastest variant whose task accuracy relative to PyTorch FP32 meets {gate}"
+            f"{objective}; variants whose speedup intervals overlap are tied, the smaller file then the lower "
+            f"peak memory first):\n\n")
+    text += "".join(f"- {line}\n" for line in recommendation_lines(recommendations)) + "\n"
+    if constraints.max_p99_ms:
+        for row in largest_batch(recommendations, constraints).itertuples():
+            text += (f"Largest batch within p99 {format_number(constraints.max_p99_ms)} ms at sequence "
+                     f"{row.sequence_length}: {row.batch_size} ({row.choice}, {format_number(row.throughput_seq_per_s)} "
+                     f"sequences/s).\n\n")
+    return text
+
+
+def cheapest_block(summary_paths: Sequence[Path], constraints: Constraints, prices: dict[str, float | None]) -> str:
+    """With prices on two or more machines: the cheapest machine-variant pair per million sequences, per shape."""
+    if sum(1 for path in summary_paths if prices.get(layout.parse_summary_path(path).hardware)) < 2:
+        return ""
+    frames = [read_csv(path) for path in summary_paths]
+    best = cheapest(recommend(pd.concat(frames, ignore_index=True), constraints, prices))
+    lines = [f"- batch {row.batch_size}, sequence {row.sequence_length}: **{row.choice}** on {row.hardware}, "
+             f"{row.cost_per_million:.3g} per million sequences" for row in best.itertuples()]
+    return ("**Cheapest per million sequences** (among the recommendations above):\n\n" + "\n".join(lines) + "\n"
+            if lines else "")
+
+
+def _tag_block(summary_path: Path, reference: bool = False, constraints: Constraints = Constraints(),
+               prices: dict[str, float | None] | None = None) -> str:
     tag, model = layout.parse_summary_path(summary_path).hardware, layout.parse_summary_path(summary_path).model
     summary = sort_variants(read_csv(summary_path))
     env_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
@@ -169,9 +211,19 @@ def _tag_block(summary_path: Path, reference: bool = False) -> str:
         f"**{tag}**{' (the reference machine)' if reference else ''} ({machine_line(environment)}); "
         f"latencies per batch, {memory}, "
         f"parity against PyTorch FP32 on padded inputs.\n\n" + stale_note(environment, model, tag)
+        + notes_block(environment) + deploy_block(summary, constraints, prices or {})
         + markdown_table(results_table(summary)) + quiet_note(summary) + roofline_note(environment)
         + outlier_lines(summary)
     )
+
+
+def notes_block(environment: dict[str, Any]) -> str:
+    """What the summary says of itself in one line each: an INT8 search that found no passing mix, a roof of
+    the calibration refused for making no physical sense."""
+    notes = list(environment.get("notes") or [])
+    notes += [f"The calibration's {name} roof was refused: {why}; the bounds use the other roofs."
+              for name, why in ((environment.get("roofs") or {}).get("refused") or {}).items()]
+    return "".join(f"**Note:** {note}\n\n" for note in notes)
 
 
 def stale_note(environment: dict[str, Any], model: str = "", hardware: str = "") -> str:
@@ -302,6 +354,8 @@ def update_readme(
     models: Sequence[str],
     targets: Sequence[Target] = (),
     reference_hardware: str | None = None,
+    constraints: Constraints = Constraints(),
+    prices: dict[str, float | None] | None = None,
 ) -> bool:
     """Rewrite the README's results section with this run's models, and the experiments page's (when the
     project has one) with every other model's; True when a file changed. Each model's tables start with the
@@ -309,12 +363,14 @@ def update_readme(
     path = Path(readme_path)
     page = path.parent / EXPERIMENTS_PAGE
     changed = _rewrite(path, results_section(summary_paths, models, targets, root=path.parent,
-                                             others=not page.exists(), reference_hardware=reference_hardware))
+                                             others=not page.exists(), reference_hardware=reference_hardware,
+                                             constraints=constraints, prices=prices))
     if page.exists():
         experiments = [p for p in summary_paths if layout.parse_summary_path(p).model not in set(models)]
         prefix = "../" * len(EXPERIMENTS_PAGE.parent.parts)
         changed |= _rewrite(page, results_section(experiments, [], targets, root=path.parent, link_prefix=prefix,
-                                                  reference_hardware=reference_hardware))
+                                                  reference_hardware=reference_hardware, constraints=constraints,
+                                                  prices=prices))
     return changed
 
 

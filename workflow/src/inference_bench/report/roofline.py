@@ -157,6 +157,6 @@ def check_within_bound(row: str, measured_ms: float, bound: Bound, tolerance: fl
         raise AboveBoundError(
             f"{row} ran in {measured_ms:.3g} ms, {bound.share(measured_ms):.0%} of its roofline bound of "
             f"{bound.ms:.3g} ms ({bound.roof} roof; compute {bound.compute_ms:.3g} ms, {bound.memory_roof} "
-            f"{bound.memory_ms:.3g} ms): the bound is wrong, not the model fast. Rerun the calibration job "
-            f"(`snakemake --cores 1 --forcerun calibrate`) and check the byte and FLOP counts of its shape"
+            f"{bound.memory_ms:.3g} ms): no engine runs faster than its roofline, so a roof of the calibration, this "
+            f"shape's byte or FLOP count, or the timing is wrong"
         )

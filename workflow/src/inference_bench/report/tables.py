@@ -90,10 +90,14 @@ def results_table(summary: pd.DataFrame) -> pd.DataFrame:
                                          shown["sentence_cosine_min"], shown["accuracy_metric"])]
     if "status" in shown and (shown["status"] != "ok").any():
         table["min cosine"] = [
-            f"**failed**: {reason}" if status != "ok" else cosine
+            f"**{_STATUS_WORDS.get(status, 'failed')}**: {reason}" if status != "ok" else cosine
             for status, reason, cosine in zip(shown["status"], shown["failure"], table["min cosine"])
         ]
     return table
+
+
+#: How a row that was not measured as usual reads in the table (every other status: failed).
+_STATUS_WORDS = {"above_bound": "kept out"}
 
 
 def bound_text(share: float, roof: Any) -> str:
