@@ -29,14 +29,14 @@ def main() -> None:
             peaks, roofs = peak_by_precision(measurements), measure_memory_roofs(tag.device, threads)
         share = quiet.report.other_cpu_share
         noisy = share is not None and share > snakemake.params.max_other_cpu_share
-        problems = implausible_roofs(peaks, roofs, theoretical)
+        problems = implausible_roofs(roofs)
         if not noisy and not problems:
             break
         log.info("calibration attempt %d: %s", attempt, "; ".join(
             ([f"other processes used {share:.0%} of the machine"] if noisy else []) + list(problems.values())))
     for problem in problems.values():
         log.warning("calibration of %s: %s; refused, the bounds use the other roofs", tag.name, problem)
-    peaks, roofs = without_implausible_roofs(peaks, roofs, problems)
+    roofs = without_implausible_roofs(roofs, problems)
     log.info("%s: matmul peaks %s; memory %.0f GB/s", tag.name,
              ", ".join(f"{p.upper()} {v:.0f}" for p, v in sorted(peaks.items())), roofs["memory"]["roof_gbs"])
     write_json_atomic(

@@ -293,33 +293,20 @@ def theoretical_peaks(device: str, threads: int) -> dict[str, Any] | None:
             "clock_source": clock[1], "peak_gflops": peaks}
 
 
-#: A measured peak may beat the datasheet's by this much (turbo clocks) before it is called impossible.
-THEORETICAL_SLACK = 1.05
-
-
-def implausible_roofs(peaks: dict[str, float], roofs: dict[str, Any], theoretical: dict[str, Any] | None
-                      ) -> dict[str, str]:
+def implausible_roofs(roofs: dict[str, Any]) -> dict[str, str]:
     """The roofs of a calibration that make no physical sense, each with why: a cache roof below the memory
-    roof (every cache is faster than the memory behind it: measured slow, it would call ordinary rows
-    impossible), and a matmul peak above the CPU's theoretical one."""
+    roof (every cache is faster than the memory behind it; measured slow, it would call ordinary rows
+    impossible). A matmul peak is not held to the theoretical one: that uses the clock the CPU reports, and a
+    boosting core beats it (a Zen 5 here ran FP32 matmuls at 1.5 times its nominal-clock peak)."""
     problems: dict[str, str] = {}
     cache, memory = roofs.get("cache"), roofs.get("memory")
     if cache and memory and cache["roof_gbs"] < memory["roof_gbs"]:
         problems["cache"] = (f"the cache roof measured {cache['roof_gbs']:.1f} GB/s, below the memory roof of "
                              f"{memory['roof_gbs']:.1f} GB/s, and no cache is slower than the memory behind it")
-    limits = (theoretical or {}).get("peak_gflops") or {}
-    for precision, gflops in sorted(peaks.items()):
-        if limits.get(precision) and gflops > limits[precision] * THEORETICAL_SLACK:
-            problems[f"peak_{precision}"] = (f"the {precision.upper()} matmul peak measured {gflops:.0f} GFLOP/s, "
-                                             f"above this CPU's theoretical {limits[precision]:.0f}")
     return problems
 
 
-def without_implausible_roofs(peaks: dict[str, float], roofs: dict[str, Any], problems: dict[str, str]
-                              ) -> tuple[dict[str, float], dict[str, Any]]:
-    """The peaks and roofs less those `problems` names: the bounds then rest on the roofs that make sense (a
-    row whose bytes fit the cache is held to the memory roof, a precision's peak to the model's own matrix
-    multiplies timed in its comparison)."""
-    kept_peaks = {p: v for p, v in peaks.items() if f"peak_{p}" not in problems}
-    kept_roofs = {level: value for level, value in roofs.items() if level not in problems}
-    return kept_peaks, kept_roofs
+def without_implausible_roofs(roofs: dict[str, Any], problems: dict[str, str]) -> dict[str, Any]:
+    """The roofs less those `problems` names: the bounds then rest on the roofs that make sense (a row whose
+    bytes fit the cache is held to the memory roof)."""
+    return {level: value for level, value in roofs.items() if level not in problems}
