@@ -9,16 +9,17 @@
 # The node is this machine (its cores and memory as `slurmd -C` sees them) in two partitions, `cpu` (the
 # default, the profile's default-resources) and `debug`. It has what the executor plugin relies on:
 #   - accounting (slurmdbd + MariaDB): snakemake-executor-plugin-slurm asks `sacct` for the state of its jobs
-#     whenever sacct is installed (always, with slurm-client), and sacct answers "Slurm accounting storage is
-#     disabled" without slurmdbd. SLURM 22.05 has no lighter accounting storage (only none and slurmdbd).
-#   - memory enforcement: task/cgroup with ConstrainRAMSpace kills a job that outgrows its --mem (the plugin
-#     then reports SLURM's state OUT_OF_MEMORY). Where the memory cgroup cannot be used (cgroup v2 without
-#     systemd, e.g. some containers), LOCAL_SLURM_MEMORY=poll uses jobacct_gather/linux with OverMemoryKill
-#     instead: it samples the job's memory every few seconds and kills it when over.
+#     whenever sacct is installed (always, with slurm-client), and without slurmdbd sacct only answers "Slurm
+#     accounting storage is disabled". SLURM 22.05 has no lighter accounting storage (none or slurmdbd).
+#   - memory enforcement: task/cgroup with ConstrainRAMSpace kills a job that outgrows its --mem, and SLURM
+#     records OUT_OF_MEMORY, which the plugin reports. Where the memory cgroup cannot be used (cgroup v2
+#     without systemd, e.g. some containers), LOCAL_SLURM_MEMORY=poll samples each job's memory every 2 s
+#     instead (jobacct_gather/linux, OverMemoryKill): it kills the job too, but SLURM then records FAILED,
+#     and only the job's log says "Exceeded job memory limit".
 #
-# Install: `apt-get install` of slurm-wlm, slurmctld, slurmd, munge, slurmdbd, mariadb-server (about 130 MB
-# of packages) took 13 s here from a warm apt cache, about a minute with the downloads; a second `start`
-# installs nothing and returns in about a second when the cluster is already up.
+# Install: 33 packages, 30 MB of .debs (SLURM 22.05, munge, MariaDB 10.11, their dependencies). A first
+# `start` on a bare Debian 12, apt-get update and install included, took 11 s here, next to a package
+# mirror; add the download of 30 MB elsewhere. A `start` with the cluster up changes nothing and takes 1 s.
 set -euo pipefail
 
 NODE=$(hostname -s)
@@ -96,6 +97,9 @@ SlurmdSpoolDir=/var/lib/slurm/slurmd
 SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 ReturnToService=2
+# scancel: SIGTERM, then SIGKILL KillWait seconds later (default 30). The snakemake inside a job takes SIGTERM
+# as "finish the running rule", so a cancelled job works on until the SIGKILL: 5 s here.
+KillWait=5
 SchedulerType=sched/backfill
 # Cores and memory are what jobs ask for: --cpus-per-task and --mem are granted, queued or refused.
 SelectType=select/cons_tres
@@ -103,6 +107,8 @@ SelectTypeParameters=CR_Core_Memory
 $tracking
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+# sacct shows the plugin's --comment (rule_<rule>_wildcards_<values>): which rule each job ran.
+AccountingStoreFlags=job_comment
 ${node_line/ UpTime=*/} NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=debug Nodes=$NODE MaxTime=INFINITE State=UP
@@ -159,6 +165,8 @@ stop_slurm() {
     for daemon in slurmd slurmctld slurmdbd; do
         service "$daemon" stop >/dev/null 2>&1 || true
     done
+    for _ in $(seq 30); do slurm_daemons_running || break; sleep 1; done  # `stop` only signals them
+    rm -f /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid  # a stale one makes the packages' removal fail
 }
 
 stop() {
