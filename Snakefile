@@ -28,6 +28,7 @@ rule all:
     input:
         layout.README_STAMP,
         reported_files(),
+        tag_named_for_cluster,
 
 
 rule summaries:
@@ -35,3 +36,4 @@ rule summaries:
     summaries the default run's README then lists."""
     input:
         summaries_of_this_run(),
+        tag_named_for_cluster,

@@ -20,7 +20,9 @@ from inference_bench import hardware
 from inference_bench.config_validation import ConfigError, validate_config
 from inference_bench.hardware import (
     CPUINFO_ENV,
+    AutoTagOnClusterError,
     VariantCannotRunError,
+    check_tag_for_executor,
     check_variants_run_here,
     is_machine_tag,
     machine_fingerprint,
@@ -207,3 +209,27 @@ def test_a_declared_tag_with_a_variant_this_cpu_cannot_run_is_refused_before_any
     assert "hardware tag 'cpu' lists pytorch-bf16, which cannot run here" in terminal
     assert "Traceback" not in terminal
     assert not (project / "results" / "cpu").exists()  # nothing ran, nothing was recorded
+
+
+def test_auto_is_refused_where_jobs_run_on_other_machines():
+    auto, named = plan_hardware(default_config()), plan_hardware(default_config(hardware="cpu"))
+    check_tag_for_executor(auto, local_exec=True)
+    check_tag_for_executor(named, local_exec=False)
+    with pytest.raises(AutoTagOnClusterError, match=r"^hardware: auto measures the machine snakemake runs on, not a "
+                                                    r"cluster's nodes: name a tag .*--config hardware=cpu"):
+        check_tag_for_executor(auto, local_exec=False)
+
+
+@pytest.mark.e2e
+def test_a_cluster_run_with_auto_is_refused_before_any_job(tmp_path):
+    """Through the SLURM executor, where no SLURM is needed: the run's targets refuse while the DAG is built,
+    before the executor submits anything."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["hardware"] = "auto"
+    project = make_project(tmp_path, config)
+    refused = snakemake(project, "--executor", "slurm", "--jobs", "1", check=False)
+    terminal = refused.stdout + refused.stderr
+    assert refused.returncode == 1, terminal[-3000:]
+    assert "Error: hardware: auto measures the machine snakemake runs on, not a cluster's nodes" in terminal
+    assert "Traceback" not in terminal and "submitted" not in terminal
+    assert not (project / "results").exists()

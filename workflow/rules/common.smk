@@ -19,7 +19,7 @@ from inference_bench.config_validation import (
 )
 from inference_bench.environment import measuring_code_hash, reporting_code_hash
 from inference_bench.errors import PipelineError, PlanningRefused
-from inference_bench.hardware import plan_hardware
+from inference_bench.hardware import check_tag_for_executor, plan_hardware
 from inference_bench.inputs.corpus import CORPUS_PATH, has_tokenizer
 from inference_bench.models import ModelSpec, local_source_files
 from inference_bench.variants import ARTIFACTS, VARIANTS, artifact_names
@@ -85,6 +85,17 @@ def refuse(error):
     traceback (Snakemake prints one for any exception raised in an input function)."""
     logger.error(f"Error: {error}")
     raise PlanningRefused(str(error))
+
+
+def tag_named_for_cluster(wildcards):
+    """An input function of the run's targets that adds no file: the executor is known only once the DAG is
+    built, and a cluster executor needs a named tag (`hardware: auto` would name it after each node)."""
+    if workflow.is_main_process:
+        try:
+            check_tag_for_executor(PLANNED_HARDWARE, local_exec=workflow.local_exec)
+        except PipelineError as error:
+            refuse(error)
+    return []
 
 
 def one_of(names):

@@ -100,6 +100,9 @@ ReturnToService=2
 # scancel: SIGTERM, then SIGKILL KillWait seconds later (default 30). The snakemake inside a job takes SIGTERM
 # as "finish the running rule", so a cancelled job works on until the SIGKILL: 5 s here.
 KillWait=5
+# How long squeue shows a finished job (300 s is SLURM's default, said here because the profile depends on
+# it): the profile reads job states with squeue, and the plugin may wait up to 180 s between two checks.
+MinJobAge=300
 SchedulerType=sched/backfill
 # Cores and memory are what jobs ask for: --cpus-per-task and --mem are granted, queued or refused.
 SelectType=select/cons_tres

@@ -220,6 +220,20 @@ def plan_hardware(config: dict[str, Any]) -> PlannedHardware:
     return PlannedHardware(machine_tag(), settings, auto=True, left_out=left_out)
 
 
+class AutoTagOnClusterError(PipelineError, ValueError):
+    """`hardware: auto` with a cluster executor: the tag would be named after the submitting machine, and each
+    job's node would name its own."""
+
+
+def check_tag_for_executor(planned: PlannedHardware, local_exec: bool) -> None:
+    """Refuse `hardware: auto` where jobs run on other machines (a cluster executor): name a tag instead."""
+    if planned.auto and not local_exec:
+        raise AutoTagOnClusterError(
+            f"hardware: {AUTO} measures the machine snakemake runs on, not a cluster's nodes: name a tag from "
+            f"hardware_tags, e.g. --config hardware={AUTO_TEMPLATE}, with the resources its nodes are asked for"
+        )
+
+
 def check_variants_run_here(tag: str, variants: list[str], device: str) -> None:
     """Refuse a declared tag that lists a variant this machine cannot run, before any job."""
     cannot = unrunnable_variants(variants, device)
