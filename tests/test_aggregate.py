@@ -128,9 +128,9 @@ def test_a_variant_much_slower_than_eager_is_flagged_with_what_its_job_saw():
     summary = summarize([record("pytorch", 8, 75.3, seq=16), compiled, record("ort-fp32", 8, 90.0, seq=16)])
     notes = summary.set_index("variant")["outlier"]
     assert notes["pytorch-compile"] == ("2.3× slower than pytorch (torch.compile: 0 compilations and 0 graph breaks "
-                                        "in warm-up and timed calls over 1 round(s), 1 graph(s); other processes "
-                                        "used at most 2% of the machine, 0 noisy round(s); canary spread 1.01× "
-                                        "across rounds)")
+                                        "in warm-up and timed calls over 1 process(es), 1 graph(s); other "
+                                        "processes used at most 2% of the machine, 0 noisy block(s); canary spread "
+                                        "1.01× across processes)")
     assert pd.isna(notes["ort-fp32"]) and pd.isna(notes["pytorch"])  # 1.2x slower is not an outlier
 
 

@@ -111,7 +111,7 @@ def test_a_classifier_with_a_labelled_file_runs_through_the_pipeline(tmp_path, t
     config["models"] = [{"name": "tiny-classifier", "source": "local", "path": str(tiny_classifier),
                          "task": "sequence-classification"}]
     config["hardware_tags"]["cpu"]["variants"] = ["pytorch", "onnx-fp32", "ort-fp32", "ort-int8", "onnx-int8-mixed"]
-    config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], rounds=1)
+    config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], processes=1, max_processes=1)
     config["accuracy"] = {"dataset": str(dataset)}
     project = make_project(tmp_path, config)
     snakemake(project)

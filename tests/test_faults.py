@@ -57,7 +57,7 @@ def test_record_mode_writes_the_failed_row_in_one_run(tmp_path):
 
 
 def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tmp_path):
-    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2, 3], min_duration_s=4.0))
+    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2, 3], cycles=4, block_s=1.0))
     bench = project / "results/cpu/tiny-distilbert/bench/onnx-fp32"
     # The comparisons (one per batch size) are the benchmark jobs; the per-variant results are copied out of
     # them by cheap jobs that Snakemake may schedule before or after the next comparison, so the comparisons are
@@ -67,7 +67,7 @@ def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tmp_path):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
-        # Wait until one comparison has finished and the next one is running (2 rounds of at least 4 s: it
+        # Wait until one comparison has finished and the next one is running (2 processes of 4 blocks of 1 s: it
         # cannot finish in the second waited below).
         while time.monotonic() < deadline:
             done = list(comparisons.glob("*.json")) if comparisons.exists() else []

@@ -34,7 +34,7 @@ def test_the_checkpoint_is_a_real_bert_with_its_tokenizer_and_licence():
 def test_a_real_checkpoint_runs_through_every_stage_with_accuracy(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["models"] = [{"name": "all-minilm-l6-v2", "source": "local", "path": str(minilm_dir())}]
-    config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], rounds=1, threads=0, inputs="text")
+    config["benchmark"].update(batch_sizes=[2], sequence_lengths=[32], processes=1, max_processes=1, threads=0, inputs="text")
     # onnx-int8-mixed is not listed: a model with a tokenizer times it by default (int8.mixed_for_text_models).
     project = make_project(tmp_path, config)
     snakemake(project)
@@ -130,7 +130,7 @@ def test_a_model_whose_dynamic_int8_misses_the_gate_ends_with_a_passing_mixed_in
     checkpoint = _int8_sensitive_checkpoint(tmp_path / "sensitive")
     config["models"] = [{"name": "sensitive", "source": "local", "path": str(checkpoint)}]
     config["hardware_tags"]["cpu"]["variants"] = ["pytorch", "ort-int8", "onnx-int8"]
-    config["benchmark"].update(batch_sizes=[1], rounds=1)
+    config["benchmark"].update(batch_sizes=[1], processes=1, max_processes=1)
     # The per-token parity floor stays out of the way: the accuracy gate on real text is what is tested here.
     config["parity"] = {"int8": {"max_abs_diff": None, "min_cosine": 0.3}}
     (tmp_path / "project").mkdir()

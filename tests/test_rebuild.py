@@ -167,7 +167,7 @@ def test_a_table_is_marked_stale_once_its_config_changes(copy_of):
     config_file.write_text(yaml.safe_dump(config))
     snakemake(copy_of, "readme")
     assert "**Stale:**" not in (copy_of / "README.md").read_text()
-    config["benchmark"]["min_iterations"] += 1
+    config["benchmark"]["cycles"] += 1
     config_file.write_text(yaml.safe_dump(config))
     snakemake(copy_of, "readme")  # redrawn from the summaries as they are: the table says it is stale
     assert "**Stale:** the settings in config/config.yaml have changed since" in (copy_of / "README.md").read_text()

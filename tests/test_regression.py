@@ -41,6 +41,44 @@ def summary(scale: float = 1.0, overrides: dict | None = None) -> pd.DataFrame:
     return frame
 
 
+def with_speedups(frame: pd.DataFrame, ort_int8: float = 5.0, half_width: float = 0.03) -> pd.DataFrame:
+    """The summary with the speedups a comparison would give: PyTorch 1 (its own row), ort-int8 `ort_int8`."""
+    speedup = frame["variant"].map({"pytorch": 1.0, "ort-int8": ort_int8})
+    return frame.assign(speedup_vs_pytorch=speedup, speedup_ci_low=speedup / (1 + half_width),
+                        speedup_ci_high=speedup * (1 + half_width))
+
+
+def test_the_host_slowing_down_is_not_a_regression_of_a_paired_speedup():
+    """Every latency 20% slower (the host moved between runs) with every speedup unchanged: the absolute verdict
+    calls the rows slower; the paired one, which decides, does not, except on the baseline's own row."""
+    result = compare_summaries(with_speedups(summary()), with_speedups(summary(scale=1.2))).set_index(
+        ["variant", "batch_size"])
+    assert set(result["absolute_verdict"]) == {SLOWER}
+    assert result.loc[("ort-int8", 1), "paired_verdict"] == SAME and result.loc[("ort-int8", 1), "verdict"] == SAME
+    assert pd.isna(result.loc[("pytorch", 1), "paired_verdict"]) and result.loc[("pytorch", 1), "verdict"] == SLOWER
+    assert result.loc[("pytorch", 1), "decided_by"] == "absolute" and result.loc[("ort-int8", 1), "decided_by"] == "paired"
+    absolute = compare_summaries(with_speedups(summary()), with_speedups(summary(scale=1.2)), decide_on="absolute")
+    assert set(absolute["verdict"]) == {SLOWER}
+
+
+def test_a_variant_that_lost_its_speedup_is_slower_even_when_the_host_hid_it():
+    """ort-int8 10% slower against its baseline while the host ran 10% faster: its latency did not move (the
+    absolute verdict sees nothing), its paired speedup fell from 5.0 to 4.5: slower, and a regression."""
+    fresh = with_speedups(summary(scale=0.9), ort_int8=4.5)
+    fresh.loc[fresh["variant"] == "ort-int8", ["p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"]] /= 0.9
+    result = compare_summaries(with_speedups(summary()), fresh).set_index(["variant", "batch_size"])
+    assert result.loc[("ort-int8", 32), "absolute_verdict"] == SAME
+    assert result.loc[("ort-int8", 32), "paired_verdict"] == SLOWER == result.loc[("ort-int8", 32), "verdict"]
+    # Below the paired floor, the same fall is noise.
+    assert set(compare_summaries(with_speedups(summary()), fresh, min_speedup_change=0.15)
+               .query("variant == 'ort-int8'")["verdict"]) == {SAME}
+
+
+def test_an_unknown_decision_is_refused():
+    with pytest.raises(ValueError, match="decide_on"):
+        compare_summaries(summary(), summary(), decide_on="median")
+
+
 def environment(machine: str = "6593127e754a") -> dict:
     return {"fingerprint": {"id": machine}, "git_commit": "abc1234"}
 
@@ -96,7 +134,7 @@ def repository(tmp_path, monkeypatch):
 
 def test_the_check_passes_against_the_committed_results_themselves(repository):
     report = check_regressions([SUMMARY])
-    assert report.count(SAME) == 4
+    assert report.count(f"{SAME} (absolute)") == 4  # no speedups in these summaries: the latencies decide
 
 
 def test_the_check_fails_on_a_committed_summary_made_slower(repository):

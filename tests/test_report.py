@@ -140,18 +140,24 @@ def test_the_readme_says_what_the_quiet_check_and_the_canary_saw(two_tags, tmp_p
     from inference_bench.report.readme import quiet_note
 
     records = [record("pytorch", 1, 60.0), record("ort-int8", 1, 12.0)]
-    for rec, share, retried, canary in zip(records, (0.02, 0.31), (False, True), (1.0, 1.2)):
-        rec["quiet"] = {"other_cpu_share": share, "retried": retried, "noisy": share > 0.1, "canary_ms": canary}
+    for rec, share, retried, canary in zip(records, (0.02, 0.31), (0, 1), (1.0, 1.2)):
+        rec["quiet"] = {"other_cpu_share": share, "retried": retried, "noisy": int(share > 0.1), "canary_ms": canary,
+                        "idle_workers_cpu_share": 0.0004}
+        rec |= {"processes": 3, "blocks": 18}
     summary = summarize(records, {"fp32": 100.0}, calibration_canary_ms=1.0)
     assert list(summary["canary_vs_calibration"]) == [1.0, 1.2]
     note = quiet_note(summary)
-    assert "at most 31% of the machine" in note and "1 of 2 rounds timed twice" in note and "1 still over" in note
+    assert "at most 31% of the machine" in note and "1 of 36 blocks timed twice" in note and "1 still over" in note
     assert "1.00–1.20× its time in the calibration job" in note
+    assert "The idle workers (stopped while another timed) used at most 0.04% of a core" in note
     assert "Quiet-machine check" not in quiet_note(summarize([record("pytorch", 1, 60.0)]))  # none recorded
-    for rounds in (3, 1):
-        timed = quiet_note(summarize([{**rec, "rounds": rounds} for rec in records]))
-        assert "with a 95% t interval over the rounds" in timed
-        assert ("one round has an interval from its iterations alone" in timed) == (rounds == 1)
+    for reached in (True, False):
+        timed = quiet_note(summarize([{**rec, "reached_target": reached, "design": {"target_interval": 0.03}}
+                                      for rec in records]))
+        assert "3 fresh processes per variant" in timed and "t interval over the processes" in timed
+        assert ("batch 1, sequence 128 spent their time budget before every speedup was known to ±3%" in timed) \
+            == (not reached)
+        assert ("Every comparison stopped once each speedup was known to ±3%" in timed) == reached
 
 
 def test_a_table_measured_by_other_code_is_marked_stale():
@@ -172,16 +178,16 @@ def test_a_table_whose_config_has_changed_since_is_marked_stale(tmp_path, monkey
     (tmp_path / "config").mkdir()
     base = yaml.safe_load(TINY_CONFIG.read_text())
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(base))
-    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"rounds": 4}}))
+    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"cycles": 5}}))
     files = ["config/config.yaml", "config/more.yaml"]
-    merged = validate_config({**base, "benchmark": {**base["benchmark"], "rounds": 4}, "hardware": "cpu"}, SCHEMA_PATH)
+    merged = validate_config({**base, "benchmark": {**base["benchmark"], "cycles": 5}, "hardware": "cpu"}, SCHEMA_PATH)
     environment = {"config_sources": config_sources(files, {"hardware": "cpu"}),
                    "settings_hash": settings_hash(merged, "tiny-distilbert", "cpu")}
     assert stale_note(environment, "tiny-distilbert", "cpu") == ""
     # The targets are not a measured setting: changing them leaves the table current.
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump({**base, "targets": []}))
     assert stale_note(environment, "tiny-distilbert", "cpu") == ""
-    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"rounds": 5}}))
+    (tmp_path / "config/more.yaml").write_text(yaml.safe_dump({"benchmark": {"cycles": 6}}))
     note = stale_note(environment, "tiny-distilbert", "cpu")
     assert note.startswith("**Stale:** the settings in config/config.yaml + config/more.yaml have changed since")
     assert "`snakemake --cores 1 --configfile config/more.yaml` measures it again" in note

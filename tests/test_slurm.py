@@ -174,7 +174,8 @@ def tiny_config(batch_sizes: list[int]) -> dict:
     config["hardware"] = TAG  # not the default, which is about to become `auto`
     config["hardware_tags"][TAG]["resources"] = TAG_RESOURCES
     config["benchmark"]["batch_sizes"] = batch_sizes
-    config["benchmark"]["rounds"] = 1  # a fresh process per variant and shape, not two: shorter jobs
+    # One process per variant and shape, not two: shorter jobs.
+    config["benchmark"].update(processes=1, max_processes=1)
     return config
 
 

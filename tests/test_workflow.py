@@ -68,7 +68,7 @@ def test_second_run_has_nothing_to_do(finished_run):
             id="one batch size added: its comparison and a result per variant",
         ),
         pytest.param(
-            {"benchmark": {"min_iterations": 4, "warmup_iterations": 2}},
+            {"benchmark": {"cycles": 3, "warmup_iterations": 2}},
             {"benchmark": 2, "variant_result": 8, "aggregate": 1, "charts": 1, "readme": 1, "all": 1},
             id="timing settings: benchmarks onwards, no export",
         ),

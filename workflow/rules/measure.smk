@@ -4,8 +4,9 @@
 include: "measure_inputs.smk"
 
 
-# One comparison per (tag, model, batch, sequence): every variant of the tag, timed in interleaved rounds,
-# each round a fresh process per variant (inference_bench.measure.rounds). Then one cheap job per variant
+# One comparison per (tag, model, batch, sequence): every variant of the tag timed side by side, in fresh
+# processes taking turns in short blocks, until its speedups are known or its budget is spent
+# (inference_bench.measure.rounds). Then one cheap job per variant
 # turns the comparison into that variant's result: a variant that failed fails (or is recorded) alone.
 rule benchmark:
     input:
@@ -21,7 +22,7 @@ rule benchmark:
     params:
         hardware_tag=HARDWARE_TAG_SETTINGS,
         variants=comparison_variants,
-        rounds=BENCH["rounds"],
+        design=benchmark_design(),
         timing=benchmark_timing(),
         threads=BENCH["threads"],
         seed=BENCH["seed"],

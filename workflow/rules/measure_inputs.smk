@@ -1,6 +1,7 @@
 # The input functions and parameters of measure.smk, which includes this file (Snakemake's linter keeps
 # functions and rules in separate files).
 from inference_bench.hardware import HardwareTag, check_hardware, check_machine, check_variants_run_here
+from inference_bench.measure.rounds import DESIGN_CONFIG_KEYS
 from inference_bench.measure.timing import TIMING_CONFIG_KEYS
 
 
@@ -46,12 +47,16 @@ def machine_checked(wildcards):
 
 
 def benchmark_timing():
-    return {key: BENCH[key] for key in TIMING_CONFIG_KEYS}
+    return {key: BENCH[key] for key in TIMING_CONFIG_KEYS if key in BENCH}
+
+
+def benchmark_design():
+    return {key: BENCH[key] for key in DESIGN_CONFIG_KEYS}
 
 
 def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
-    keys = ("rounds", "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation",
+    keys = (*DESIGN_CONFIG_KEYS, "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation",
             "inputs", "text_padding")
     return {
         "model": MODELS[wildcards.model],

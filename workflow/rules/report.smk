@@ -32,6 +32,8 @@ if not REPORT_ONLY:
             # What to deploy per shape (the README's block says the same), for the HTML report.
             recommendation=report(layout.RECOMMENDATION, caption="../report/recommendation.rst", category="Tables",
                                   labels={"model": "{model}", "hardware": "{hardware}", "table": "what to deploy"}),
+            # The variance of every comparison level by level (the README's "How it measures" table).
+            variance=layout.VARIANCE,
         log:
             layout.log_path("{hardware}", "{model}", "aggregate"),
         params:
@@ -138,6 +140,8 @@ rule regression:
     params:
         against=config["regression"]["against"],
         min_change=config["regression"]["min_change"],
+        decide_on=config["regression"]["decide_on"],
+        min_speedup_change=config["regression"]["min_speedup_change"],
     conda:
         "../../envs/report.yaml"
     script:

@@ -65,7 +65,7 @@ def files_beside(summaries):
     produced = set(summaries_of_this_run())
     files = []
     for summary in map(str, summaries):
-        for pattern in (layout.ARTIFACT_TABLE, layout.ENVIRONMENT):
+        for pattern in (layout.ARTIFACT_TABLE, layout.ENVIRONMENT, layout.VARIANCE):
             beside = str(layout.beside_summary(summary, pattern))
             if summary in produced:
                 files.append(beside)

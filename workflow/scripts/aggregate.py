@@ -15,6 +15,7 @@ def main() -> None:
         artifacts_csv=out.artifacts,
         summary_md=out.markdown,
         environment_json=out.environment,
+        variance_csv=out.variance if "variance" in out.keys() else None,
         provenance={"config_sources": vars(snakemake.params.config_sources),
                     "settings_hash": snakemake.params.settings_hash},
     )

@@ -1,6 +1,6 @@
 from _common import run_logged
 from inference_bench import layout
-from inference_bench.measure.rounds import Comparison, write_comparison
+from inference_bench.measure.rounds import Comparison, Design, write_comparison
 from inference_bench.measure.run import BenchmarkJob
 from inference_bench.measure.timing import TimingSettings
 from inference_bench.hardware import HardwareTag, check_machine
@@ -34,7 +34,7 @@ def main() -> None:
     )
     # Done while the DAG was built where jobs run locally; on a cluster node, this is the check.
     check_machine(hardware.name, hardware.device, layout.MACHINE.format(hardware=hardware.name), replace=False)
-    comparison = Comparison(jobs=jobs, rounds=params.rounds, config_for_hash=params.config_for_hash)
+    comparison = Comparison(jobs=jobs, design=Design(**params.design), config_for_hash=params.config_for_hash)
     write_comparison(comparison, snakemake.output.comparison, log_path=snakemake.log[0])
 
 

@@ -7,7 +7,7 @@ The package mirrors the workflow's rule files, one subpackage per stage, and its
     inputs/                       the corpus, tokenizers and feeds every stage reads
     accuracy/                     rules/accuracy.smk: task-level accuracy against PyTorch FP32
     build/                        rules/build.smk: reference outputs, export, fusion, FP16, INT8, parity
-    measure/                      rules/measure.smk: interleaved rounds, workers, roofs, intervals
+    measure/                      rules/measure.smk: processes in blocks, stopping, roofs, intervals
     report/                       rules/report.smk: summaries, tables, charts, README, regression
 
 A part may import the parts above it in this list, never one below it. The variants live in `variants`, the

@@ -147,10 +147,10 @@ def _check_cross_references(config: dict[str, Any]) -> None:
 
 def _check_timing(config: dict[str, Any]) -> None:
     bench = config["benchmark"]
-    if bench["min_duration_s"] > bench["max_duration_s"]:
+    if bench["processes"] > bench["max_processes"]:
         raise ConfigError(
-            f"config error at benchmark.min_duration_s: {bench['min_duration_s']!r} is above "
-            f"benchmark.max_duration_s ({bench['max_duration_s']!r}); no job could meet both"
+            f"config error at benchmark.processes: {bench['processes']!r} is above "
+            f"benchmark.max_processes ({bench['max_processes']!r}); no comparison could meet both"
         )
 
 

@@ -44,6 +44,8 @@ SUMMARY_MARKDOWN = TAG_MODEL + "summary.md"
 ENVIRONMENT = TAG_MODEL + "environment.json"
 #: What to deploy per shape (inference_bench.report.recommend), for the HTML report.
 RECOMMENDATION = TAG_MODEL + "recommendation.csv"
+#: Where each comparison's variance lay, level by level (inference_bench.report.variance).
+VARIANCE = TAG_MODEL + "variance.csv"
 #: One shape's summary beside the model's (what the Python toolkit's run_full_analysis times and returns).
 SHAPE = TAG_MODEL + "shapes/b{batch}_s{seq}/"
 SHAPE_SUMMARY = SHAPE + "summary.csv"

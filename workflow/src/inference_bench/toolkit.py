@@ -83,7 +83,7 @@ class TransformerOptimizationToolkit:
             config["benchmark"]["batch_sizes"] = list(batch_sizes)
         if sequence_lengths:
             config["benchmark"]["sequence_lengths"] = list(sequence_lengths)
-        for section, values in settings.items():  # e.g. int8={"per_channel": False}, benchmark={"rounds": 2}
+        for section, values in settings.items():  # e.g. int8={"per_channel": False}, benchmark={"processes": 2}
             if isinstance(values, dict) and isinstance(config.get(section), dict):
                 config[section] = {**config[section], **values}
             else:

@@ -1,50 +1,71 @@
-"""A comparison: every variant of one (tag, model, batch, sequence), timed in interleaved rounds.
+"""A comparison: every variant of one (tag, model, batch, sequence), timed side by side until its speedups are
+known to `target_interval` or its time budget is spent.
 
-In each round every variant runs in a fresh process (`inference_bench.measure.worker`), one after the
-other, and the order reverses from one round to the next, so drift and neighbours hit every variant alike and
-no variant always runs first or last. A variant that fails (its batch does not fit, its outputs drift) is
-recorded as failed and left out of later rounds; the others go on. Only the first round checks parity: the
-later ones time the same files on the same provider.
+The design follows the variance of this kind of measurement (the README's "How it measures" has the table it
+came from; Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 2013, give the method):
 
-Before the first round, the comparison times the model's own matrix multiplies at its shape, per engine and
-precision (inference_bench.measure.calibration.measure_gemms): the compute roof of this shape, measured in the same
-job as the rows it bounds.
+- **Processes.** A variant is timed in several fresh processes (`processes`, more up to `max_processes`
+  while the target is not met), one per variant at a time: a generation. On the 2-core VMs the variance
+  table comes from, the state of the host moves over tens of seconds (every engine 5-20% faster or slower
+  for a while), and not by the same factor for every engine, so even a paired ratio moves with it; and a
+  process keeps its own layout and placement. Cycles within a process do not sample either; processes
+  spread over the comparison's time do. The process is the replicate every interval counts.
+- **Blocks.** A generation's processes load at once (nothing is timed while they do), then each, in turn,
+  makes untimed calls for about a block (loading the others made its memory cold; the first process's calls
+  size the variant's blocks). A process waits stopped (SIGSTOP: no thread of it can spin on a core) while
+  the others time. The processes take turns in short blocks of calls (`block_s`), one block each per
+  cycle, the order reversing from cycle to cycle, so what drifts within a generation falls on every variant
+  alike and the ratio of two blocks of one cycle cancels what it can.
+- **Stopping.** After each generation of processes (one per variant, `cycles` blocks each), every variant's
+  speedup over the baseline is estimated (statistics.paired_block_speedup: the mean over processes of the
+  mean log ratio over cycles, a t interval over processes). The comparison stops once every interval lies
+  within +-target_interval of its estimate, or when the next generation would not fit in `time_budget_s`.
+  Its record says which, after how many processes and blocks, and how wide each interval was.
 
-`variant_result` turns a comparison into one variant's result: the median of its round medians with a 95%
-interval (inference_bench.measure.statistics), every round's latencies, what the quiet-machine check saw per round.
+A variant that fails (its batch does not fit, its outputs drift) is recorded as failed and left out of later
+cycles and generations; the others go on. Only the first generation checks parity.
+
+`variant_result` turns a comparison into one variant's result: its latency (the median of its process
+medians, with a t interval over processes), its block medians (the paired speedups are computed from them
+by the summary), what the quiet-machine check saw.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 import inference_bench
 from inference_bench import layout
 from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
-from inference_bench.measure.timing import latency_statistics
 from inference_bench.errors import PipelineError
+from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
+from inference_bench.measure.statistics import Estimate, median_interval, paired_block_speedup, relative_half_width
+from inference_bench.measure.timing import latency_statistics
 from inference_bench.terminal import LOG_ONLY
-from inference_bench.measure.statistics import median_interval
+from inference_bench.variants import BASELINE
 
 log = logging.getLogger(__name__)
 
 #: The package's parent: a worker imports this checkout's code, whatever else is installed.
 _SOURCE = Path(inference_bench.__file__).resolve().parents[1]
+#: A generation keeps at least this many cycles before the budget may end it: one ratio has no spread.
+MIN_CYCLES = 2
 
 
 class WorkerError(PipelineError, RuntimeError):
@@ -52,16 +73,39 @@ class WorkerError(PipelineError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """The jobs of one (tag, model, batch, sequence), one per variant, and how many rounds to time them in."""
+class Design:
+    """How a comparison samples each level of variance, and when it stops (config: benchmark.<field>)."""
 
-    jobs: tuple[BenchmarkJob, ...]
-    rounds: int = 3
-    config_for_hash: Any = None
+    processes: int = 3  # fresh processes per variant before the stopping rule is asked
+    max_processes: int = 10
+    cycles: int = 3  # blocks per process (fewer where the budget needs: planned_cycles)
+    block_s: float = 0.2  # a block's length: calls per block = block_s / a warm-up call's time, at least 1
+    target_interval: float = 0.03  # +-: every speedup's interval within this share of its estimate
+    time_budget_s: float = 120.0  # per comparison's processes, loading included
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if not 1 <= self.processes <= self.max_processes:
+            raise ValueError(f"need 1 <= processes ({self.processes}) <= max_processes ({self.max_processes})")
+        if self.cycles < MIN_CYCLES:
+            raise ValueError(f"cycles must be >= {MIN_CYCLES}, got {self.cycles}")
+        if self.block_s < 0 or self.target_interval <= 0 or self.time_budget_s <= 0:
+            raise ValueError("block_s must be >= 0, target_interval and time_budget_s > 0")
+
+
+#: The config keys (benchmark.<key>) that make a comparison's Design.
+DESIGN_CONFIG_KEYS = tuple(Design.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The jobs of one (tag, model, batch, sequence), one per variant, and how to time them side by side."""
+
+    jobs: tuple[BenchmarkJob, ...]
+    design: Design = field(default_factory=Design)
+    config_for_hash: Any = None
+    baseline: str = BASELINE
+
+    def __post_init__(self) -> None:
         shapes = {(j.hardware.name, j.model, j.batch_size, j.sequence_length) for j in self.jobs}
         if len(shapes) > 1:
             raise ValueError(f"one comparison times one tag, model and shape, got {sorted(shapes)}")
@@ -70,45 +114,351 @@ class Comparison:
             raise ValueError(f"a variant appears twice in {names}")
 
 
-def round_orders(variants: list[str], rounds: int) -> list[list[str]]:
-    """The configured order in even rounds, reversed in odd ones."""
-    return [list(variants) if index % 2 == 0 else list(reversed(variants)) for index in range(rounds)]
+class Worker(Protocol):
+    """A variant's process, as the comparison sees it (WorkerProcess; tests give fakes)."""
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]: ...
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def receive(self) -> dict[str, Any]: ...
+
+    def cpu_seconds(self) -> float | None: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> dict[str, Any]: ...
 
 
-def run_comparison(comparison: Comparison, log_path: str | None = None) -> dict[str, Any]:
-    """Time every variant in interleaved rounds; return the comparison's record (what its rule writes)."""
-    jobs = {job.variant: job for job in comparison.jobs}
-    orders = round_orders(list(jobs), comparison.rounds)
-    measured: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+class WorkerProcess:
+    """`python -m inference_bench.measure.worker` on two pipes of its own."""
+
+    def __init__(self, label: str, log_path: str | None = None) -> None:
+        commands_r, commands_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))}
+        command = [sys.executable, "-m", "inference_bench.measure.worker", str(commands_r), str(replies_w)]
+        if log_path:
+            command.append(str(log_path))
+        self.label, self.log_path = label, log_path
+        self.process = subprocess.Popen(command, env=env, pass_fds=(commands_r, replies_w))
+        os.close(commands_r)
+        os.close(replies_w)
+        self._commands = Connection(commands_w, readable=False)
+        self._replies = Connection(replies_r, writable=False)
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.send(message)
+        return self.receive()
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._commands.send_bytes(json.dumps(message).encode())
+        except OSError:  # the worker is gone: receive() says how
+            pass
+
+    def receive(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._replies.recv_bytes())
+        except (EOFError, OSError):
+            return self._ended()
+
+    def _ended(self) -> dict[str, Any]:
+        """The worker went away mid-message: killed by a signal (the job's failure), else crashed (a bug)."""
+        code = self.process.wait()
+        if code < 0:
+            why = " (the kernel's out-of-memory killer sends it)" if code == -signal.SIGKILL else ""
+            return {"status": "killed", "failure": f"{self.label} was killed by {signal.Signals(-code).name}{why}"}
+        where = f"; its traceback is in {self.log_path}" if self.log_path else " (its traceback is above)"
+        raise WorkerError(f"the worker timing {self.label} exited with code {code}{where}")
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the worker so far, every thread of it, to the nanosecond (the scheduler's own count in
+        /proc/<pid>/task/*/schedstat; /proc/<pid>/stat counts 10 ms ticks, too coarse for a 50 ms block)."""
+        return process_cpu_seconds(self.process.pid)
+
+    def pause(self) -> None:
+        """Stop the worker (SIGSTOP) while another one times: its engine's threads may still be spinning from its
+        last block (ONNX Runtime's spin for work after a run), and a stopped process uses no CPU at all."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+            _wait_until_stopped(self.process.pid)
+
+    def resume(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def close(self) -> dict[str, Any]:
+        self.resume()
+        closing = {}
+        if self.process.poll() is None:
+            try:
+                self._commands.send_bytes(json.dumps({"op": "close"}).encode())
+                closing = json.loads(self._replies.recv_bytes())
+            except (EOFError, OSError):
+                pass
+        for channel in (self._commands, self._replies):
+            channel.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return closing
+
+
+def _wait_until_stopped(pid: int, timeout_s: float = 1.0) -> None:
+    """Return once every thread of `pid` has stopped: a signal stops a thread only when that thread next runs,
+    and a spinning thread of a stopped process may take a scheduler slice to notice, on the next block's time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                      for task in Path(f"/proc/{pid}/task").iterdir()]
+        except (OSError, IndexError):
+            return  # gone, or no /proc: nothing to wait for
+        if all(state in "Tt" for state in states):
+            return
+        time.sleep(0.0005)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """Seconds on a CPU of every thread of process `pid` so far (None where /proc cannot tell)."""
+    total_ns = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total_ns += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that ended between the listing and the read
+    except OSError:
+        return None
+    return total_ns / 1e9
+
+
+def cycle_order(variants: list[str], cycle: int) -> list[str]:
+    """The configured order in even cycles, reversed in odd ones."""
+    return list(variants) if cycle % 2 == 0 else list(reversed(variants))
+
+
+def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, Estimate]:
+    """Every variant's paired speedup over the baseline from the processes timed so far (complete cycles only)."""
+    if not processes.get(baseline):
+        return {}
+    base = block_medians(processes[baseline])
+    estimates = {}
+    for name, timed in processes.items():
+        if name == baseline or not timed:
+            continue
+        mine = block_medians(timed)
+        cycles = [min(len(b), len(m)) for b, m in zip(base, mine)]
+        if len(mine) != len(base) or min(cycles) == 0:
+            continue
+        estimates[name] = paired_block_speedup([b[:n] for b, n in zip(base, cycles)],
+                                               [m[:n] for m, n in zip(mine, cycles)])
+    return estimates
+
+
+def latency_estimates(processes: dict[str, list[dict[str, Any]]]) -> dict[str, Estimate]:
+    """Where there is no baseline to pair with: each variant's latency interval over its processes."""
+    return {name: median_interval([_latencies(p) for p in timed]) for name, timed in processes.items() if timed}
+
+
+def block_medians(timed: list[dict[str, Any]]) -> list[list[float]]:
+    return [[float(np.median(block["latencies_ms"])) for block in process["blocks"]] for process in timed]
+
+
+def _latencies(process: dict[str, Any]) -> list[float]:
+    return [x for block in process["blocks"] for x in block["latencies_ms"]]
+
+
+def widest(estimates: dict[str, Estimate]) -> float:
+    """The largest relative half-width among the estimates (how far the comparison is from its target)."""
+    return max((relative_half_width(e) for e in estimates.values()), default=float("inf"))
+
+
+def run_comparison(comparison: Comparison, log_path: str | None = None,
+                   start_worker: Callable[[str], Worker] | None = None,
+                   clock: Callable[[], float] = time.monotonic,
+                   time_gemms: Callable[[BenchmarkJob], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Time every variant in generations of processes and interleaved blocks until the design's stopping rule
+    or its budget ends it; return the comparison's record (what its rule writes). Tests hand in fake workers,
+    a fake clock and no matrix-multiply timing."""
+    design, jobs = comparison.design, {job.variant: job for job in comparison.jobs}
+    start_worker = start_worker or (lambda label: WorkerProcess(label, log_path))
+    timed: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     failed: dict[str, dict[str, Any]] = {}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    clock, shape = time.monotonic(), _shape_of(comparison)
-    gemms = shape_gemms(comparison.jobs[0])
-    with tempfile.TemporaryDirectory(prefix="comparison-") as scratch:
-        for index, order in enumerate(orders):
-            for position, name in enumerate(order):
-                if name in failed:
-                    continue
-                log.info("round %d/%d, %d/%d: %s", index + 1, len(orders), position + 1, len(order), name,
-                         extra=LOG_ONLY)
-                job = replace(jobs[name], check_parity=index == 0)
-                record = _run_worker(job, comparison.config_for_hash, Path(scratch), index, log_path)
-                if record.get("status", "ok") != "ok":
-                    failed[name] = record
-                    continue
-                if index:
-                    record.pop("environment", None)  # the first round's describes them all
-                measured[name].append({**record, "round": index, "position": position})
-            log.info("%s", progress_line(shape, index + 1, len(orders), time.monotonic() - clock))
+    gemms = (time_gemms or shape_gemms)(comparison.jobs[0])  # a few seconds, before the budget's clock starts
+    began, shape = clock(), _shape_of(comparison)
+    block_calls: dict[str, int] = {}
+    costs: list[dict[str, float]] = []  # per generation: loading, and one cycle
+    stopped_by, estimates = "max_processes", {}
+    for generation in range(design.max_processes):
+        live = [name for name in jobs if name not in failed]
+        if not live:
+            stopped_by = "every variant failed"
+            break
+        if generation >= design.processes:
+            estimates = _estimates(timed, comparison.baseline, failed)
+            if widest(estimates) <= design.target_interval:
+                stopped_by = "target"
+                break
+        if costs and clock() - began + costs[-1]["load_s"] + MIN_CYCLES * costs[-1]["cycle_s"] > design.time_budget_s:
+            stopped_by = "budget"
+            break
+        cost, out_of_budget = _generation(comparison, generation, live, start_worker, timed, failed, block_calls,
+                                          clock, began)
+        costs.append(cost)
+        estimates = _estimates(timed, comparison.baseline, failed)
+        log.info("%s", progress_line(shape, generation + 1, design, widest(estimates), clock() - began))
+        if out_of_budget:
+            stopped_by = "budget"
+            break
+    else:
+        estimates = _estimates(timed, comparison.baseline, failed)
+        if widest(estimates) <= design.target_interval:
+            stopped_by = "target"
     return {
         "comparison_id": uuid.uuid4().hex[:12],
         "started": started,
-        "rounds": comparison.rounds,
-        "orders": orders,
+        "design": asdict(design),
+        "baseline": comparison.baseline,
+        "stopping": {"stopped_by": stopped_by, "elapsed_s": clock() - began,
+                     "processes": max((len(t) for t in timed.values()), default=0),
+                     "reached_target": widest(estimates) <= design.target_interval,
+                     "half_widths": {name: relative_half_width(e) for name, e in estimates.items()},
+                     "generation_costs": costs},
         "gemms": gemms,
-        "variants": {name: ({"failed": failed[name]} if name in failed else {"rounds": measured[name]})
+        "variants": {name: ({"failed": failed[name]} if name in failed else {"processes": timed[name]})
                      for name in jobs},
     }
+
+
+def _estimates(timed: dict[str, list[dict[str, Any]]], baseline: str,
+               failed: dict[str, dict[str, Any]]) -> dict[str, Estimate]:
+    live = {name: processes for name, processes in timed.items() if name not in failed}
+    if baseline in live:
+        return speedup_estimates(live, baseline)
+    return latency_estimates(live)
+
+
+def _generation(comparison: Comparison, generation: int, live: list[str], start_worker: Callable[[str], Worker],
+                timed: dict[str, list[dict[str, Any]]], failed: dict[str, dict[str, Any]],
+                block_calls: dict[str, int], clock: Callable[[], float], began: float) -> tuple[dict[str, float], bool]:
+    """One fresh process per live variant, loaded one after the other, then `cycles` interleaved cycles of one
+    block each. Returns what loading and a cycle cost, and whether the budget cut the cycles short."""
+    design, jobs = comparison.design, {job.variant: job for job in comparison.jobs}
+    gen_began = loading = clock()
+    workers: dict[str, Worker] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    out_of_budget = False
+    try:
+        # Every worker loads at once (nothing is timed meanwhile: loading is imports, files and the compiler,
+        # which the cores share), then each, in cycle order, makes untimed calls for about a block: loading the
+        # others made its memory cold (a first block timed cold ran up to 45% slower than the rest at batch 32),
+        # and the first process's calls size the variant's blocks.
+        for name in live:
+            label = f"{name} at batch {jobs[name].batch_size}, sequence {jobs[name].sequence_length}"
+            workers[name] = start_worker(label)
+            job = replace(jobs[name], check_parity=generation == 0)
+            workers[name].send({"op": "load", "job": asdict(job), "config_for_hash": comparison.config_for_hash})
+        log.info("process %d of every variant: loading", generation + 1, extra=LOG_ONLY)
+        for name in live:
+            reply = workers[name].receive()
+            if reply.get("status") != "ok":
+                failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
+                workers.pop(name).close()
+                continue
+            workers[name].pause()
+            record = reply["record"]
+            if generation:
+                record.pop("environment", None)  # the first process's describes them all
+            entries[name] = {"process": generation, "record": record, "blocks": []}
+        for name in [n for n in live if n in workers]:
+            workers[name].resume()
+            reply = workers[name].ask({"op": "size", "block_s": design.block_s})
+            workers[name].pause()
+            if reply.get("status") != "ok":
+                failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
+                workers.pop(name).close()
+                entries.pop(name, None)
+                continue
+            # The first process sizes the variant's blocks; later ones keep its count, so blocks stay alike.
+            block_calls.setdefault(name, int(reply["calls_per_block"]))
+            entries[name]["calls_per_block"] = block_calls[name]
+        loaded = clock()
+        cycle_s = float("nan")
+        planned = design.cycles
+        for cycle in range(design.cycles):
+            cycle_began = clock()
+            if cycle == 1:  # one cycle timed: what the rest of this generation can have is known
+                planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began, cycle_s)
+            if cycle >= planned:
+                break
+            if cycle >= MIN_CYCLES and cycle_began - began + cycle_s > design.time_budget_s:
+                out_of_budget = True
+                break
+            for position, name in enumerate(cycle_order([n for n in live if n in workers], cycle)):
+                others = {other: w.cpu_seconds() for other, w in workers.items() if other != name}
+                workers[name].resume()
+                reply = workers[name].ask({"op": "block", "calls": block_calls[name]})
+                if name in workers:
+                    workers[name].pause()
+                idle_s = _spent(others, workers)
+                if reply.get("status") != "ok":
+                    failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
+                    workers.pop(name).close()
+                    entries.pop(name, None)
+                    continue
+                entries[name]["blocks"].append({"cycle": cycle, "position": position,
+                                                "latencies_ms": reply["latencies_ms"], "quiet": reply["quiet"],
+                                                "idle_workers_cpu_s": idle_s})
+            cycle_s = clock() - cycle_began if math.isnan(cycle_s) else max(cycle_s, clock() - cycle_began)
+        for name, worker in list(workers.items()):
+            if name in entries:
+                entries[name]["closing"] = worker.close()
+                timed[name].append(entries[name])
+        workers.clear()
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return {"load_s": loaded - loading, "cycle_s": 0.0 if math.isnan(cycle_s) else cycle_s}, out_of_budget
+
+
+def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: float, cycle_s: float) -> int:
+    """Cycles for this generation: `design.cycles`, fewer (down to MIN_CYCLES) where that many would leave too
+    little of the budget for the `design.processes` generations every interval needs (a large batch on a
+    slow machine: its processes, not its cycles, are what the intervals count)."""
+    left = design.processes - generation
+    if left <= 0 or math.isnan(cycle_s) or cycle_s <= 0:
+        return design.cycles
+    share = (design.time_budget_s - elapsed_s) / left  # this generation's part of what is left
+    fits = int((share - load_s) // cycle_s)
+    return max(MIN_CYCLES, min(design.cycles, fits))
+
+
+def _spent(before: dict[str, float | None], workers: dict[str, Worker]) -> float | None:
+    """CPU seconds the idle workers used while one worker timed its block (None where /proc cannot tell)."""
+    total = 0.0
+    for name, was in before.items():
+        now = workers[name].cpu_seconds() if name in workers else None
+        if was is None or now is None:
+            return None
+        total += now - was
+    return total
+
+
+def _failure(job: BenchmarkJob, reply: dict[str, Any], config_for_hash: Any) -> dict[str, Any]:
+    """A failed reply as the variant's failed record (a worker killed by a signal leaves only its reason)."""
+    if reply.get("status") == "failed":
+        return reply
+    failure = BenchmarkFailure(f"{job.variant} at batch {job.batch_size}, sequence {job.sequence_length}: "
+                               f"{reply.get('failure', 'the worker gave no answer')}")
+    return {**failure_record(job, failure, config_for_hash=config_for_hash), "failure_kind": "WorkerKilled"}
 
 
 def shape_gemms(job: BenchmarkJob) -> list[dict[str, Any]]:
@@ -136,10 +486,11 @@ def _shape_of(comparison: Comparison) -> str:
     return f"{job.model} batch {job.batch_size}, sequence {job.sequence_length} ({len(comparison.jobs)} variants)"
 
 
-def progress_line(shape: str, done: int, rounds: int, elapsed_s: float) -> str:
-    """`<shape>: round 2 of 3 done, 1 min 10 s, about 35 s left` (the rounds so far, extrapolated)."""
-    left = elapsed_s / done * (rounds - done) if done else float("nan")
-    return f"{shape}: round {done} of {rounds} done, {_duration(elapsed_s)}, about {_duration(left)} left"
+def progress_line(shape: str, done: int, design: Design, half_width: float, elapsed_s: float) -> str:
+    """`<shape>: 3 processes per variant, widest interval +-4.1% (target +-3%), 1 min 10 s of 2 min 0 s`."""
+    widest_text = "not yet known" if math.isinf(half_width) else f"+-{100 * half_width:.1f}%"
+    return (f"{shape}: {done} process{'es' if done > 1 else ''} per variant, widest interval {widest_text} "
+            f"(target +-{100 * design.target_interval:g}%), {_duration(elapsed_s)} of {_duration(design.time_budget_s)}")
 
 
 def _duration(seconds: float) -> str:
@@ -149,89 +500,88 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def _run_worker(job: BenchmarkJob, config_for_hash: Any, scratch: Path, index: int,
-                log_path: str | None) -> dict[str, Any]:
-    spec, out = scratch / f"{job.variant}-{index}.job.json", scratch / f"{job.variant}-{index}.json"
-    write_json_atomic(spec, {"job": asdict(job), "config_for_hash": config_for_hash})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "inference_bench.measure.worker", str(spec), str(out)]
-    if log_path:
-        command.append(str(log_path))
-    finished = subprocess.run(command, env=env, check=False)
-    if finished.returncode < 0:
-        signal_name = signal.Signals(-finished.returncode).name
-        why = " (the kernel's out-of-memory killer sends it)" if finished.returncode == -signal.SIGKILL else ""
-        failure = BenchmarkFailure(f"{job.variant} at batch {job.batch_size}, sequence {job.sequence_length} was "
-                                   f"killed by {signal_name}{why}")
-        return {**failure_record(job, failure, config_for_hash=config_for_hash), "failure_kind": "WorkerKilled"}
-    if finished.returncode != 0 or not out.exists():
-        where = f"; its traceback is in {log_path}" if log_path else ""
-        raise WorkerError(f"the worker timing {job.variant} (round {index + 1}) exited with code "
-                          f"{finished.returncode}{where}")
-    return read_json(out)
-
-
 def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
-    """One variant's result from its comparison: a failed record as it was, or its rounds summarized."""
+    """One variant's result from its comparison: a failed record as it was, or its processes summarized."""
     entry = comparison["variants"].get(variant)
     if entry is None:
         raise KeyError(f"variant {variant!r} was not timed in comparison {comparison.get('comparison_id')}")
     if "failed" in entry:
         return entry["failed"]
-    rounds = entry["rounds"]
-    first = rounds[0]
-    per_round = [r["latencies_ms"] for r in rounds]
-    latency = median_interval(per_round)
-    pooled = latency_statistics([x for r in per_round for x in r], first["batch_size"])
-    gpu_peaks = [r["peak_gpu_memory_bytes"] for r in rounds if r.get("peak_gpu_memory_bytes") is not None]
+    processes = entry["processes"]
+    first = processes[0]["record"]
+    per_process = [_latencies(p) for p in processes]
+    latency = median_interval(per_process)
+    pooled = latency_statistics([x for p in per_process for x in p], first["batch_size"])
+    closings = [p.get("closing") or {} for p in processes]
+    gpu_peaks = [c["peak_gpu_memory_bytes"] for c in closings if c.get("peak_gpu_memory_bytes") is not None]
+    blocks = [b for p in processes for b in p["blocks"]]
+    stopping = comparison.get("stopping", {})
     kept = ("status", "hardware", "hardware_description", "device", "model", "model_type", "variant", "batch_size",
             "sequence_length", "threads", "timing_settings", "inputs", "flops_per_batch", "model_bytes", "parity",
             "architecture")
     return {
         **{key: first.get(key) for key in kept},
-        **pooled,  # every iteration of every round: mean, percentiles, spread
-        # The headline latency: the median of the round medians, and its interval.
+        **pooled,  # every timed call of every process: mean, percentiles, spread
+        # The headline latency: the median of the process medians, and its interval over processes.
         "p50_ms": latency.value,
         "p50_ci_low_ms": latency.low,
         "p50_ci_high_ms": latency.high,
-        "rounds": len(rounds),
+        "processes": len(processes),
+        "blocks": len(blocks),
+        "calls_per_block": processes[0]["calls_per_block"],
+        "reached_target": stopping.get("reached_target"),
+        "stopped_by": stopping.get("stopped_by"),
+        "design": comparison.get("design"),
         "achieved_gflops": first["flops_per_batch"] / (latency.value / 1000.0) / 1e9,
-        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rounds),
+        "peak_rss_bytes": max((c.get("peak_rss_bytes") or 0) for c in closings) or None,
         "peak_gpu_memory_bytes": max(gpu_peaks) if gpu_peaks else None,
-        "round_latencies_ms": per_round,
-        "round_details": [
-            {"round": r["round"], "position": r["position"], "p50_ms": float(np.median(r["latencies_ms"])),
-             "iterations": len(r["latencies_ms"]), "quiet": r["quiet"]}
-            for r in rounds
+        "round_latencies_ms": per_process,  # per process (the replicate), for the unpaired intervals
+        # [process][cycle][call], for the paired speedups (block medians) and the variance table.
+        "block_latencies_ms": [[block["latencies_ms"] for block in p["blocks"]] for p in processes],
+        # What a generation of processes cost to load and warm up, and a cycle of blocks (every variant's).
+        "design_costs": _mean_costs(stopping.get("generation_costs") or []),
+        "process_details": [
+            {"process": p["process"], "p50_ms": float(np.median(_latencies(p))), "blocks": len(p["blocks"]),
+             "warm_up_ms": p["record"].get("warm_up_ms")}
+            for p in processes
         ],
-        "quiet": _quiet_summary([r["quiet"] for r in rounds]),
-        "comparison": {"id": comparison["comparison_id"], "started": comparison["started"],
-                       "orders": comparison["orders"]},
+        "quiet": _quiet_summary([p["record"] for p in processes], blocks),
+        "comparison": {"id": comparison["comparison_id"], "started": comparison["started"]},
         "shape_gemms": comparison.get("gemms") or [],
-        "compile_counters": _summed_counters([r.get("compile_counters") for r in rounds]),
+        "compile_counters": _summed_counters([c.get("compile_counters") for c in closings]),
         "environment": first["environment"],
     }
 
 
-def _summed_counters(per_round: list[dict[str, int] | None]) -> dict[str, int] | None:
-    """torch.compile's counters during the timed calls, summed over the rounds (None for other engines)."""
-    counted = [c for c in per_round if c is not None]
+def _mean_costs(costs: list[dict[str, float]]) -> dict[str, float]:
+    if not costs:
+        return {}
+    return {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}
+
+
+def _summed_counters(per_process: list[dict[str, int] | None]) -> dict[str, int] | None:
+    """torch.compile's counters in warm-up and blocks, summed over the processes (None for other engines)."""
+    counted = [c for c in per_process if c is not None]
     if not counted:
         return None
     return {"recompilations": sum(c["recompilations"] for c in counted),
-            "graph_breaks": sum(c["graph_breaks"] for c in counted),  # during the timed calls
+            "graph_breaks": sum(c["graph_breaks"] for c in counted),
             "graphs": max(c["graphs"] for c in counted)}  # graphs the compiled model was split into
 
 
-def _quiet_summary(per_round: list[dict[str, Any]]) -> dict[str, Any]:
-    shares = [q["other_cpu_share"] for q in per_round if q.get("other_cpu_share") is not None]
-    canaries = [q["canary_ms"] for q in per_round if q.get("canary_ms") is not None]
+def _quiet_summary(records: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the quiet-machine check saw over the variant's blocks, and the canary over its processes."""
+    shares = [b["quiet"]["other_cpu_share"] for b in blocks if b["quiet"].get("other_cpu_share") is not None]
+    canaries = [r["canary_ms"] for r in records if r.get("canary_ms") is not None]
+    idle = [b["idle_workers_cpu_s"] / b["quiet"]["wall_s"] for b in blocks
+            if b.get("idle_workers_cpu_s") is not None and b["quiet"].get("wall_s")]
     return {
         "other_cpu_share": max(shares) if shares else None,
-        "retried": sum(bool(q.get("retried")) for q in per_round),  # rounds timed twice
-        "noisy": sum(bool(q.get("noisy")) for q in per_round),  # rounds still over the threshold after it
+        "retried": sum(bool(b["quiet"].get("retried")) for b in blocks),  # blocks timed twice
+        "noisy": sum(bool(b["quiet"].get("noisy")) for b in blocks),  # blocks still over the threshold after it
+        "idle_workers_cpu_share": max(idle) if idle else None,  # of one core, the most in any block
         "canary_ms": float(np.median(canaries)) if canaries else None,
-        "canary_spread": (max(canaries) / min(canaries)) if canaries else None,  # host drift across rounds
+        "canary_spread": (max(canaries) / min(canaries)) if canaries else None,  # host drift across processes
     }
 
 

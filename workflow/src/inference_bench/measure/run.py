@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from inference_bench.measure.quiet import QuietCheck, canary_ms
 from inference_bench.measure.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.environment import describe_environment
@@ -103,11 +105,18 @@ def runner_for(variant_name: str, hardware: HardwareTag, model_dir: str, onnx_pa
 
 
 def run_benchmark(job: BenchmarkJob, config_for_hash: Any = None) -> dict[str, Any]:
-    """Measure one job. Raises OutOfMemoryError when the batch does not fit and DriftError when the outputs
-    fail the parity gate, both naming the job, so that no fast number stands for a wrong answer."""
-    check_hardware(job.hardware)
-    with _address_space_cap(job.memory_limit_mb):
-        return _measure_within_cap(job, config_for_hash)
+    """Measure one job in one block of `job.timing`'s calls. Raises OutOfMemoryError when the batch does not
+    fit and DriftError when the outputs fail the parity gate, both naming the job, so that no fast number
+    stands for a wrong answer. (A comparison keeps a TimedVariant per worker and times it in many blocks.)"""
+    variant = TimedVariant(job, config_for_hash)
+    block = variant.time_block(None)
+    latencies_ms = block["latencies_ms"]
+    stats = latency_statistics(latencies_ms, job.batch_size)
+    log.info("%s: median %.2f ms, %.1f seq/s over %d iterations", variant.label, stats["p50_ms"],
+             stats["throughput_seq_per_s"], stats["iterations"])
+    return {**variant.describe(), **stats, **variant.closing(),
+            "achieved_gflops": variant.flops / (stats["p50_ms"] / 1000.0) / 1e9,
+            "latencies_ms": latencies_ms, "quiet": block["quiet"]}
 
 
 @contextlib.contextmanager
@@ -127,9 +136,13 @@ def _address_space_cap(limit_mb: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _measure_within_cap(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
+@contextlib.contextmanager
+def _failures_named(job: BenchmarkJob) -> Iterator[None]:
+    """Inside the job's memory cap; a batch that does not fit (or a cap too small to load the engine) leaves
+    as an OutOfMemoryError naming the job and what to change."""
     try:
-        return _measure(job, config_for_hash)
+        with _address_space_cap(job.memory_limit_mb):
+            yield
     except BenchmarkFailure:
         raise
     except (ImportError, OSError) as error:
@@ -152,89 +165,127 @@ def _measure_within_cap(job: BenchmarkJob, config_for_hash: Any) -> dict[str, An
         ) from error
 
 
-def _measure(job: BenchmarkJob, config_for_hash: Any) -> dict[str, Any]:
-    from inference_bench.inputs.batches import text_inputs, timing_inputs
-    from inference_bench.models import ArchitectureFacts
+class TimedVariant:
+    """One variant loaded in this process: the machine checked, parity checked (when the job asks), inputs
+    made and warm-up calls done; then it times blocks of calls on request, as often as its comparison asks."""
 
-    threads = resolve_threads(job.threads)
-    label = f"{job.hardware.name}/{job.model}/{job.variant} b{job.batch_size} s{job.sequence_length}"
-    canary = canary_ms()  # before the model loads: the host's speed, comparable with the calibration's
-    facts = ArchitectureFacts.from_model_dir(job.model_dir)
-    runner = make_runner(job, threads)
+    def __init__(self, job: BenchmarkJob, config_for_hash: Any = None) -> None:
+        check_hardware(job.hardware)
+        self.job, self.config_for_hash = job, config_for_hash
+        self.label = f"{job.hardware.name}/{job.model}/{job.variant} b{job.batch_size} s{job.sequence_length}"
+        with _failures_named(job):
+            self._load()
 
-    reference_feeds, reference = load_reference(job.reference_path)
-    parity = None
-    if job.check_parity:
-        parity = compare_hidden_states(reference, runner.outputs(reference_feeds), reference_feeds["attention_mask"])
-        problems = parity.violations(job.tolerance) if job.tolerance is not None else []
-        if problems:
-            raise DriftError(f"{job.variant} on {job.hardware.name} diverges from PyTorch FP32: {'; '.join(problems)}")
+    def _load(self) -> None:
+        from inference_bench.inputs.batches import text_inputs, timing_inputs
+        from inference_bench.models import ArchitectureFacts
 
-    feeds, inputs = None, {"kind": "random", "padding": None}
-    if job.inputs == "text":
-        feeds = text_inputs(job.model_dir, list(reference_feeds), job.batch_size, job.sequence_length, job.seed,
-                            job.text_padding)
+        job = self.job
+        self.threads = resolve_threads(job.threads)
+        self.canary = canary_ms()  # before the model loads: the host's speed, comparable with the calibration's
+        self.facts = ArchitectureFacts.from_model_dir(job.model_dir)
+        self.runner = make_runner(job, self.threads)
+
+        reference_feeds, reference = load_reference(job.reference_path)
+        self.parity = None
+        if job.check_parity:
+            self.parity = compare_hidden_states(reference, self.runner.outputs(reference_feeds),
+                                                reference_feeds["attention_mask"])
+            problems = self.parity.violations(job.tolerance) if job.tolerance is not None else []
+            if problems:
+                raise DriftError(f"{job.variant} on {job.hardware.name} diverges from PyTorch FP32: "
+                                 f"{'; '.join(problems)}")
+
+        feeds, self.inputs = None, {"kind": "random", "padding": None}
+        if job.inputs == "text":
+            feeds = text_inputs(job.model_dir, list(reference_feeds), job.batch_size, job.sequence_length, job.seed,
+                                job.text_padding)
+            if feeds is None:
+                log.warning("%s: benchmark.inputs is text but the model has no tokenizer: random ids", self.label)
+            else:
+                self.inputs = {"kind": "text", "padding": job.text_padding}
         if feeds is None:
-            log.warning("%s: benchmark.inputs is text but the model has no tokenizer: random ids", label)
-        else:
-            inputs = {"kind": "text", "padding": job.text_padding}
-    if feeds is None:
-        feeds = timing_inputs(facts, list(reference_feeds), job.batch_size, job.sequence_length, job.seed)
-    width = next(iter(feeds.values())).shape[1]
-    inputs |= {"width": int(width), "real_token_share": float(feeds["attention_mask"].mean())}
-    log.info("%s: %d warm-up, then >= %d iterations and >= %.1f s", label, job.timing.warmup_iterations,
-             job.timing.min_iterations, job.timing.min_duration_s)
-    timed_call = runner.timed_call(feeds)
-    counted_before = runner.compile_counters()
-    warm_up(timed_call, job.timing)  # outside the quiet check: a compile's g++ processes are not a neighbour
-    for attempt in (1, 2):
-        with QuietCheck() as check:
-            latencies_ms = time_calls(timed_call, job.timing, label=label)
-        share = check.report.other_cpu_share
-        noisy = share is not None and share > job.max_other_cpu_share
-        if not noisy or attempt == 2:
-            break
-        log.warning("%s: other processes used %.0f%% of the machine while timing; timing once more", label,
-                    100 * share)
-    quiet = {**check.report.as_dict(), "canary_ms": canary, "retried": attempt == 2, "noisy": noisy}
-    counted_after = runner.compile_counters()
-    # What the compiler did in the warm-up and the timed calls (a retry's included): compilations, breaks.
-    compile_counters = None if counted_before is None or counted_after is None else {
-        "recompilations": counted_after["frames_compiled"] - counted_before["frames_compiled"],
-        "graph_breaks": counted_after["graph_breaks"] - counted_before["graph_breaks"],
-        "graphs": counted_after["unique_graphs"],
-    }
-    stats = latency_statistics(latencies_ms, job.batch_size)
-    flops = encoder_flops(facts, job.batch_size, width)  # the width computed, padding included
-    log.info("%s: median %.2f ms, %.1f seq/s over %d iterations", label, stats["p50_ms"],
-             stats["throughput_seq_per_s"], stats["iterations"])
+            feeds = timing_inputs(self.facts, list(reference_feeds), job.batch_size, job.sequence_length, job.seed)
+        width = next(iter(feeds.values())).shape[1]
+        self.inputs |= {"width": int(width), "real_token_share": float(feeds["attention_mask"].mean())}
+        self.flops = encoder_flops(self.facts, job.batch_size, width)  # the width computed, padding included
+        self.timed_call = self.runner.timed_call(feeds)
+        self._counted_before = self.runner.compile_counters()
+        log.info("%s: %d warm-up calls", self.label, job.timing.warmup_iterations)
+        # Outside any quiet check: a compile's g++ processes are not a neighbour.
+        self.warm_up_ms = warm_up(self.timed_call, job.timing)
 
-    return {
-        "status": "ok",
-        "hardware": job.hardware.name,
-        "hardware_description": job.hardware.description,
-        "device": job.hardware.device,
-        "model": job.model,
-        "model_type": facts.model_type,
-        "variant": job.variant,
-        "batch_size": job.batch_size,
-        "sequence_length": job.sequence_length,
-        "threads": threads,
-        "timing_settings": asdict(job.timing),
-        **stats,
-        "inputs": inputs,
-        "architecture": asdict(facts),
-        "compile_counters": compile_counters,
-        "flops_per_batch": flops,
-        "achieved_gflops": flops / (stats["p50_ms"] / 1000.0) / 1e9,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "peak_gpu_memory_bytes": runner.peak_device_memory_bytes(),
-        "model_bytes": int(runner.model_bytes),
-        "parity": parity.as_dict() if parity is not None else None,
-        "latencies_ms": latencies_ms,
-        "quiet": quiet,
-        "environment": describe_environment(device=job.hardware.device, threads=threads, config=config_for_hash),
-    }
+    def size_block(self, block_s: float) -> int:
+        """How many calls make a block of about `block_s` seconds: calls (untimed for any result, so also more
+        warm-up) until block_s has passed, at least one; their median sets the count. A warm-up call's time would
+        not do: an engine's first calls run slower than the rest (ONNX Runtime's by 3x at batch 1)."""
+        took_ms = time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
+                                                             min_duration_s=block_s, max_duration_s=max(block_s, 1e-9)))
+        if len(took_ms) == 1 and not self.warm_up_ms:
+            # No warm-up before: that one call may have been a first call (a compile, allocations). Ask another.
+            took_ms += time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
+                                                                  min_duration_s=0.0, max_duration_s=1e-9))
+            took_ms = took_ms[1:]
+        self.sizing_ms = took_ms
+        return max(1, int(round(block_s * 1000.0 / max(float(np.median(took_ms)), 1e-3))))
+
+    def time_block(self, calls: int | None) -> dict[str, Any]:
+        """`calls` timed calls (None: until the job's timing settings are met), with what the quiet-machine check
+        saw; a block over the job's `max_other_cpu_share` is timed once more (the retry's numbers count)."""
+        settings = self.job.timing if calls is None else TimingSettings(
+            warmup_iterations=0, min_iterations=calls, min_duration_s=0.0, max_duration_s=float("inf"))
+        with _failures_named(self.job):
+            for attempt in (1, 2):
+                with QuietCheck() as check:
+                    latencies_ms = time_calls(self.timed_call, settings, label=self.label)
+                share = check.report.other_cpu_share
+                noisy = share is not None and share > self.job.max_other_cpu_share
+                if not noisy or attempt == 2:
+                    break
+                # The comparison counts retried blocks and says so once; a block's retry is the log's business.
+                log.info("%s: other processes used %.0f%% of the machine while timing; timing once more",
+                         self.label, 100 * share)
+        quiet = {**check.report.as_dict(), "canary_ms": self.canary, "retried": attempt == 2, "noisy": noisy}
+        return {"latencies_ms": latencies_ms, "quiet": quiet}
+
+    def describe(self) -> dict[str, Any]:
+        """What every block of this variant shares: the job, the model, parity, the environment."""
+        job = self.job
+        return {
+            "status": "ok",
+            "hardware": job.hardware.name,
+            "hardware_description": job.hardware.description,
+            "device": job.hardware.device,
+            "model": job.model,
+            "model_type": self.facts.model_type,
+            "variant": job.variant,
+            "batch_size": job.batch_size,
+            "sequence_length": job.sequence_length,
+            "threads": self.threads,
+            "timing_settings": asdict(job.timing),
+            "inputs": self.inputs,
+            "architecture": asdict(self.facts),
+            "flops_per_batch": self.flops,
+            "model_bytes": int(self.runner.model_bytes),
+            "parity": self.parity.as_dict() if self.parity is not None else None,
+            "warm_up_ms": self.warm_up_ms,
+            "canary_ms": self.canary,
+            "environment": describe_environment(device=job.hardware.device, threads=self.threads,
+                                                config=self.config_for_hash),
+        }
+
+    def closing(self) -> dict[str, Any]:
+        """What is known once the blocks are done: peak memory, what the compiler did in warm-up and blocks."""
+        before, after = self._counted_before, self.runner.compile_counters()
+        return {
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_gpu_memory_bytes": self.runner.peak_device_memory_bytes(),
+            "compile_counters": None if before is None or after is None else {
+                "recompilations": after["frames_compiled"] - before["frames_compiled"],
+                "graph_breaks": after["graph_breaks"] - before["graph_breaks"],
+                "graphs": after["unique_graphs"],
+            },
+        }
 
 
 def failure_record(job: BenchmarkJob, failure: BenchmarkFailure, config_for_hash: Any = None) -> dict[str, Any]:

@@ -96,6 +96,33 @@ def speedup_interval(baseline: Rounds, variant: Rounds, paired: bool, seed: int 
     return Estimate(value, min(low, value), max(high, value))
 
 
+def paired_block_speedup(baseline: Sequence[Sequence[float]], variant: Sequence[Sequence[float]]) -> Estimate:
+    """How many times faster `variant` ran than `baseline` from block medians timed side by side:
+    [process][cycle], the blocks of one cycle back to back (measure.rounds). Per process, the mean over cycles of
+    log(baseline / variant): what drifted on the host between cycles cancels in each ratio. The speedup is the
+    exponential of the mean over processes, with a t interval over processes (P - 1 degrees of freedom): a
+    process's layout and placement stay with it for all its cycles, so the process is the replicate. With a
+    single process, the interval is over its cycles and says nothing about the next process."""
+    if len(baseline) != len(variant) or any(len(b) != len(v) for b, v in zip(baseline, variant)):
+        raise ValueError("paired blocks need the same processes and cycles on both sides")
+    if len(baseline) == 0 or any(len(b) == 0 for b in baseline):
+        raise ValueError("every process needs at least one block")
+    ratios = [np.log(np.asarray(b, dtype=np.float64)) - np.log(np.asarray(v, dtype=np.float64))
+              for b, v in zip(baseline, variant)]
+    replicates = np.array([r.mean() for r in ratios]) if len(ratios) > 1 else ratios[0]
+    centre = float(replicates.mean())
+    if replicates.size == 1:
+        return Estimate(float(np.exp(centre)), 0.0, float("inf"))  # one ratio: no spread to measure
+    return Estimate(float(np.exp(centre)), *_t_interval(centre, _standard_error(replicates), replicates.size - 1))
+
+
+def relative_half_width(estimate: Estimate) -> float:
+    """How far the interval reaches from its estimate, as a share of it (the larger side): 0.03 is +-3%."""
+    if estimate.low <= 0:
+        return float("inf")
+    return max(estimate.high / estimate.value, estimate.value / estimate.low) - 1.0
+
+
 NO_MEASURABLE_DIFFERENCE = "no measurable difference"
 
 

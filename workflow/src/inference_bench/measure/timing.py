@@ -36,11 +36,16 @@ class TimingSettings:
 TIMING_CONFIG_KEYS = ("warmup_iterations", "min_iterations", "min_duration_s", "max_duration_s")
 
 
-def warm_up(call: Callable[[], None], settings: TimingSettings) -> None:
+def warm_up(call: Callable[[], None], settings: TimingSettings) -> list[float]:
     """The untimed calls before `time_calls`: kept apart so that what they set off (torch.compile's compiler
-    processes, allocator growth) happens before the quiet-machine check starts watching."""
+    processes, allocator growth) happens before the quiet-machine check starts watching. Returns how long each
+    took in milliseconds (the last says roughly what a call costs, for sizing blocks)."""
+    took_ms = []
     for _ in range(settings.warmup_iterations):
+        before = time.perf_counter_ns()
         call()
+        took_ms.append((time.perf_counter_ns() - before) / 1e6)
+    return took_ms
 
 
 def time_calls(call: Callable[[], None], settings: TimingSettings, label: str = "") -> list[float]:

@@ -1,34 +1,86 @@
-"""One round of one variant, in a process of its own: `python -m inference_bench.measure.worker JOB OUT [LOG]`.
+"""A worker process: one variant, loaded once, timed in blocks of calls for as long as its comparison asks.
 
-JOB is a BenchmarkJob as JSON; OUT receives the round's record, or a failed record when the job ran but has
-no trustworthy number (the batch did not fit, the outputs drifted). Anything else is a bug or a broken
-install: the worker exits non-zero with its traceback on stderr, and the comparison stops.
+`python -m inference_bench.measure.worker COMMANDS_FD REPLIES_FD [LOG]`. The comparison (rounds.py) sends one JSON
+message at a time on the first pipe and reads the reply on the second; stdout and stderr stay the libraries':
+
+- `{"op": "load", "job": BenchmarkJob as a dict, "config_for_hash": ...}`: load the engine, check parity when the
+  job asks, make the inputs, warm up. Reply: `{"status": "ok", "record": ...}` (what every block of the variant
+  shares, TimedVariant.describe) or a failed record when the variant has no trustworthy number (the batch does
+  not fit, the outputs drift).
+- `{"op": "size", "block_s": s}`: untimed calls for about s seconds; reply with how many calls make such a block.
+- `{"op": "block", "calls": n}`: time n calls behind the quiet-machine check. Reply: the latencies and what the
+  check saw, or a failed record.
+- `{"op": "close"}`: reply with what is known at the end (peak memory, compiler counters), then exit.
+
+Between messages the worker sleeps in a blocking read of its pipe (and the comparison holds it stopped while
+another worker times). Anything unexpected (a bug, a broken
+install) ends the worker with its traceback in the log; the comparison sees its pipe close and stops.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import sys
 import warnings
-from pathlib import Path
+from multiprocessing.connection import Connection
+from typing import Any
 
-from inference_bench.artifacts import read_json, write_json_atomic
-from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record, run_benchmark
+from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, TimedVariant, failure_record
+
+log = logging.getLogger("workflow")
 
 
-def run_round(job_path: str | Path, out_path: str | Path) -> None:
-    spec = read_json(job_path)
-    job = BenchmarkJob.from_dict(spec["job"])
-    try:
-        record = run_benchmark(job, config_for_hash=spec.get("config_for_hash"))
-    except BenchmarkFailure as failure:
-        logging.getLogger("workflow").error("%s", failure)
-        record = failure_record(job, failure, config_for_hash=spec.get("config_for_hash"))
-    write_json_atomic(out_path, record)
+def _failed(job: BenchmarkJob, failure: BenchmarkFailure, config_for_hash: Any) -> dict[str, Any]:
+    log.error("%s", failure)
+    return failure_record(job, failure, config_for_hash=config_for_hash)
+
+
+def serve(commands: Connection, replies: Connection) -> None:
+    """Answer the comparison's messages until it says close (or goes away)."""
+    variant: TimedVariant | None = None
+    job: BenchmarkJob | None = None
+    config_for_hash: Any = None
+    while True:
+        try:
+            message = json.loads(commands.recv_bytes())
+        except EOFError:  # the comparison is gone: nothing left to answer
+            return
+        op = message["op"]
+        if op == "load":
+            job, config_for_hash = BenchmarkJob.from_dict(message["job"]), message.get("config_for_hash")
+            try:
+                variant = TimedVariant(job, config_for_hash)
+                reply = {"status": "ok", "record": variant.describe()}
+            except BenchmarkFailure as failure:
+                reply = _failed(job, failure, config_for_hash)
+        elif op == "block":
+            if variant is None or job is None:
+                raise RuntimeError("a block was asked of a worker with no variant loaded")
+            try:
+                reply = {"status": "ok", **variant.time_block(int(message["calls"]))}
+            except BenchmarkFailure as failure:
+                reply = _failed(job, failure, config_for_hash)
+        elif op == "size":
+            if variant is None or job is None:
+                raise RuntimeError("a block was sized by a worker with no variant loaded")
+            try:
+                calls = variant.size_block(float(message["block_s"]))
+                reply = {"status": "ok", "calls_per_block": calls, "sizing_ms": variant.sizing_ms}
+            except BenchmarkFailure as failure:
+                reply = _failed(job, failure, config_for_hash)
+        elif op == "close":
+            replies.send_bytes(json.dumps(variant.closing() if variant is not None else {}).encode())
+            return
+        else:
+            raise ValueError(f"unknown message {op!r}")
+        replies.send_bytes(json.dumps(reply).encode())
 
 
 def _terminal_worthy(record: logging.LogRecord) -> bool:
-    """On the terminal, a round shows only what goes wrong: warnings of the pipeline's own, and errors; its
+    """On the terminal, a worker shows only what goes wrong: warnings of the pipeline's own, and errors; its
     progress and every library's notes go to the comparison's log."""
     own = record.name.split(".")[0] in ("workflow", "inference_bench")
     return record.levelno >= logging.ERROR or (own and record.levelno >= logging.WARNING)
@@ -40,20 +92,37 @@ def _log_to(log_path: str | None) -> None:
     handlers: list[logging.Handler] = [terminal]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="a"))  # the comparison's log, which waits for us
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
                         handlers=handlers, force=True)
     logging.captureWarnings(True)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its comparison dies (even while the comparison holds it stopped):
+    a killed benchmark job leaves no worker behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe ends an idle worker instead
+        return
+    if os.getppid() == 1:  # the comparison died before the request took hold
+        os._exit(1)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) not in (2, 3):
-        raise SystemExit("usage: python -m inference_bench.measure.worker JOB.json OUT.json [LOG]")
+        raise SystemExit("usage: python -m inference_bench.measure.worker COMMANDS_FD REPLIES_FD [LOG]")
+    _die_with_parent()
     _log_to(argv[2] if len(argv) == 3 else None)
+    commands = Connection(int(argv[0]), writable=False)
+    replies = Connection(int(argv[1]), readable=False)
     try:
-        run_round(argv[0], argv[1])
+        serve(commands, replies)
     except Exception:
-        logging.getLogger("workflow").exception("worker failed")  # into the comparison's log, not only stderr
+        log.exception("worker failed")  # into the comparison's log, not only stderr
         raise
 
 

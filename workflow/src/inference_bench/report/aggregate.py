@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from inference_bench import layout
@@ -14,8 +15,9 @@ from inference_bench.artifacts import atomic_path, read_json, write_json_atomic,
 from inference_bench.errors import PipelineError
 from inference_bench.models import ArchitectureFacts
 from inference_bench.report.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
-from inference_bench.measure.statistics import speedup_interval, speedup_verdict
+from inference_bench.measure.statistics import paired_block_speedup, speedup_interval, speedup_verdict
 from inference_bench.report.tables import summary_markdown
+from inference_bench.report.variance import variance_table
 from inference_bench.variants import BASELINE, VARIANTS, precision_of, variant_order
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,11 @@ SUMMARY_COLUMNS = [
     "model_type",
     "device",
     "threads",
-    "rounds",
+    "processes",
+    "blocks",
+    "reached_target",
+    "target_interval",
+    "stopped_by",
     "iterations",
     "mean_ms",
     "p50_ms",
@@ -73,8 +79,9 @@ SUMMARY_COLUMNS = [
     "sentence_cosine_min",
     "top10_overlap",
     "other_cpu_share",
-    "retried_rounds",
-    "noisy_rounds",
+    "retried_blocks",
+    "noisy_blocks",
+    "idle_workers_cpu_share",
     "canary_ms",
     "canary_spread",
     "canary_vs_calibration",
@@ -92,8 +99,10 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     row["parity_mean_token_cosine"] = parity.get("mean_token_cosine")
     quiet = record.get("quiet", {})
     row["other_cpu_share"] = quiet.get("other_cpu_share")
-    row["retried_rounds"] = quiet.get("retried")
-    row["noisy_rounds"] = quiet.get("noisy")
+    row["retried_blocks"] = quiet.get("retried")
+    row["noisy_blocks"] = quiet.get("noisy")
+    row["idle_workers_cpu_share"] = quiet.get("idle_workers_cpu_share")
+    row["target_interval"] = (record.get("design") or {}).get("target_interval")
     row["canary_ms"] = quiet.get("canary_ms")
     row["canary_spread"] = quiet.get("canary_spread")
     row["date"] = record.get("environment", {}).get("date")
@@ -209,14 +218,15 @@ def outlier_note(record: dict[str, Any], baselines: dict[tuple, dict[str, Any]])
         # The counters span the warm-up and the timed calls (run.py), so the compile of the timed shape, which
         # the warm-up does once per round, counts here: more than one per round is a recompilation while timed.
         seen.append(f"torch.compile: {counters['recompilations']} compilations and {counters['graph_breaks']} "
-                    f"graph breaks in warm-up and timed calls over {record.get('rounds') or 1} round(s), "
+                    f"graph breaks in warm-up and timed calls over {record.get('processes') or record.get('rounds') or 1} "
+                    f"process(es), "
                     f"{counters['graphs']} graph(s)")
     quiet = record.get("quiet") or {}
     if quiet.get("other_cpu_share") is not None:
         seen.append(f"other processes used at most {quiet['other_cpu_share']:.0%} of the machine, "
-                    f"{quiet.get('noisy') or 0} noisy round(s)")
+                    f"{quiet.get('noisy') or 0} noisy block(s)")
     if quiet.get("canary_spread") is not None:
-        seen.append(f"canary spread {quiet['canary_spread']:.2f}× across rounds")
+        seen.append(f"canary spread {quiet['canary_spread']:.2f}× across processes")
     return f"{slowdown:.1f}× slower than {BASELINE}" + (f" ({'; '.join(seen)})" if seen else "")
 
 
@@ -233,6 +243,18 @@ def round_latencies(record: dict[str, Any]) -> list[list[float]]:
     return record.get("round_latencies_ms") or [record["latencies_ms"]]
 
 
+def block_medians(record: dict[str, Any]) -> list[list[float]] | None:
+    """A result's block medians, [process][cycle] (None for a result from before blocks)."""
+    blocks = record.get("block_latencies_ms")
+    if not blocks:
+        return None
+    return [[float(np.median(block)) for block in process] for process in blocks]
+
+
+def _aligned(baseline: list[list[float]], variant: list[list[float]]) -> bool:
+    return len(baseline) == len(variant) and all(len(b) == len(v) for b, v in zip(baseline, variant))
+
+
 def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any]]) -> dict[str, Any]:
     """The speedup over PyTorch FP32 eager at the same shape, with its interval: paired when both were timed in
     the same comparison's rounds, else resampled independently (and said to be unpaired)."""
@@ -246,8 +268,14 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
                 "speedup_verdict": "baseline"}
     base_rounds, rounds = round_latencies(baseline), round_latencies(record)
     same = (baseline.get("comparison") or {}).get("id")
-    paired = same is not None and same == (record.get("comparison") or {}).get("id") and len(base_rounds) == len(rounds)
-    estimate = speedup_interval(base_rounds, rounds, paired=paired)
+    together = same is not None and same == (record.get("comparison") or {}).get("id")
+    base_blocks, blocks = block_medians(baseline), block_medians(record)
+    if together and base_blocks is not None and blocks is not None and _aligned(base_blocks, blocks):
+        # Timed side by side, block against block of the same cycle, in as many processes.
+        paired, estimate = True, paired_block_speedup(base_blocks, blocks)
+    else:
+        paired = together and len(base_rounds) == len(rounds)
+        estimate = speedup_interval(base_rounds, rounds, paired=paired)
     return {"speedup_vs_pytorch": estimate.value, "speedup_ci_low": estimate.low, "speedup_ci_high": estimate.high,
             "speedup_paired": paired, "speedup_verdict": speedup_verdict(estimate.low, estimate.high)}
 
@@ -322,8 +350,9 @@ def aggregate(
     calibration_json: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
     accuracy_paths: Sequence[str | Path] = (),
+    variance_csv: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write the summary and its companions; `provenance` (the config sources and settings hash of the run,
+    """Write the summary and its companions (the variance table, report.variance, where asked); `provenance` (the config sources and settings hash of the run,
     inference_bench.report.provenance) joins the environment, so a later README can tell a stale config."""
     records = [_record_of(path) for path in result_paths]
     calibration = read_json(calibration_json) if calibration_json else {}
@@ -346,6 +375,9 @@ def aggregate(
     environment["notes"] = int8_search_notes(records[0]["model"], artifacts) if records else []
     _write_csv(summary, summary_csv)
     _write_csv(artifacts, artifacts_csv)
+    if variance_csv is not None:
+        targets = [r["design"]["target_interval"] for r in measured if r.get("design")]
+        _write_csv(variance_table(measured, max(targets, default=0.03)), variance_csv)
     write_text_atomic(summary_md, summary_markdown(summary, environment))
     write_json_atomic(environment_json, {**environment, **(provenance or {}), "jobs": len(records)})
     return summary

@@ -78,7 +78,7 @@ def draw_charts(summary_paths: Sequence[str | Path], model: str, out_dir: str | 
 
 
 _TITLES = {
-    "speedup": "speedup over PyTorch FP32 eager (paired rounds, 95% interval)",
+    "speedup": "speedup over PyTorch FP32 eager (paired blocks, 95% interval)",
     "throughput": "throughput (higher is better)",
     "latency": "latency per batch: median bar, p90 dot, p99 whisker (lower is better)",
     "efficiency": "achieved GFLOP/s, and each bar's share of its roofline bound",

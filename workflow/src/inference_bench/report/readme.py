@@ -20,10 +20,14 @@ from inference_bench.report.recommend import (Constraints, cheapest, largest_bat
                                                recommendation_lines)
 from inference_bench.report.tables import UNPAIRED_MARK, format_number, machine_line, markdown_table, results_table
 from inference_bench.report.targets import Target, evaluate_targets
+from inference_bench.report.variance import variance_markdown
 from inference_bench.variants import variant_names
 
 START = "<!-- results:start (written by `snakemake --cores 1 readme`; edits inside are overwritten) -->"
 END = "<!-- results:end -->"
+#: The variance table in "How it measures" (the reference machine's, report.variance).
+VARIANCE_START = "<!-- variance:start (written by `snakemake --cores 1 readme` from the reference machine's variance.csv) -->"
+VARIANCE_END = "<!-- variance:end -->"
 
 
 class MarkerError(PipelineError, ValueError):
@@ -251,46 +255,74 @@ def summary_stale_note(summary_path: str | Path) -> str:
 
 
 def quiet_note(summary: pd.DataFrame) -> str:
-    """How the table was timed (rounds, intervals, pairing) and what the quiet-machine check and the canary saw
-    (older summaries, from before rounds or the check, get only what they have)."""
+    """How the table was timed (processes, blocks, intervals, pairing, whether the target was reached) and what the
+    quiet-machine check and the canary saw (older summaries, from rounds or before, get only what they have)."""
     timed = summary[summary["status"] == "ok"]
     notes = []
-    if "rounds" in timed and timed["rounds"].notna().any():
+    if "processes" in timed and timed["processes"].notna().any():
+        notes += _design_notes(timed)
+    elif "rounds" in timed and timed["rounds"].notna().any():
         rounds = int(timed["rounds"].max())
-        notes.append(
-            f"Latencies are absolute: the median of {rounds} round medians, each round a fresh process per variant "
-            f"in alternating order, with a 95% t interval over the rounds."
-        )
-        if int(timed["rounds"].min()) == 1:
-            notes.append("A row timed in one round has an interval from its iterations alone: it says nothing about "
-                         "a rerun (set benchmark.rounds to 3 or more).")
-        if "speedup_ci_low" in timed and timed["speedup_ci_low"].notna().any():
-            notes.append("Speedups are paired: the geometric mean of per-round ratios to PyTorch timed in the same "
-                         "rounds; an interval that holds 1.0 is no measurable difference.")
-        else:
-            notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "
-                         "within one table only.")
-        if "speedup_paired" in timed and (timed["speedup_paired"].astype(str) == "False").any():
-            notes.append(f"{UNPAIRED_MARK} timed in another comparison than its PyTorch row: resampled unpaired.")
+        notes.append(f"Latencies are absolute: the median of {rounds} round medians, each round a fresh process per "
+                     f"variant, with a 95% t interval over the rounds.")
     if "other_cpu_share" in timed and timed["other_cpu_share"].notna().any():
-        retried_column = "retried_rounds" if "retried_rounds" in timed else "timing_retried"
-        noisy_column = "noisy_rounds" if "noisy_rounds" in timed else "noisy"
-        retried = int(pd.to_numeric(timed[retried_column], errors="coerce").fillna(0).sum())
-        noisy = int(pd.to_numeric(timed[noisy_column], errors="coerce").fillna(0).sum())
-        total = int(timed["rounds"].fillna(1).sum()) if "rounds" in timed else len(timed)
+        retried_column = next((c for c in ("retried_blocks", "retried_rounds", "timing_retried") if c in timed), None)
+        noisy_column = next((c for c in ("noisy_blocks", "noisy_rounds", "noisy") if c in timed), None)
+        retried = int(pd.to_numeric(timed[retried_column], errors="coerce").fillna(0).sum()) if retried_column else 0
+        noisy = int(pd.to_numeric(timed[noisy_column], errors="coerce").fillna(0).sum()) if noisy_column else 0
+        unit = "blocks" if retried_column == "retried_blocks" else "rounds"
+        total = int(pd.to_numeric(timed.get(unit, pd.Series(dtype=float)), errors="coerce").fillna(1).sum()) \
+            if unit in timed else len(timed)
         notes.append(
             f"Quiet-machine check: other processes used at most {timed['other_cpu_share'].max():.0%} of the machine "
-            f"while a round timed; {retried} of {total} rounds timed twice for going over the threshold, {noisy} "
-            f"still over after it."
+            f"while a {unit[:-1]} timed; {retried} of {total} {unit} timed twice for going over the threshold, "
+            f"{noisy} still over after it."
         )
+    if "idle_workers_cpu_share" in timed and timed["idle_workers_cpu_share"].notna().any():
+        notes.append(f"The idle workers (stopped while another timed) used at most "
+                     f"{timed['idle_workers_cpu_share'].max():.2%} of a core during any block.")
     canary = timed["canary_vs_calibration"].dropna() if "canary_vs_calibration" in timed else pd.Series(dtype=float)
     if not canary.empty:
         notes.append(
-            f"The canary (a fixed {CANARY_SIZE}×{CANARY_SIZE} matrix multiply at each round's start) ran at "
+            f"The canary (a fixed {CANARY_SIZE}×{CANARY_SIZE} matrix multiply at each process's start) ran at "
             f"{canary.min():.2f}–{canary.max():.2f}× its time in the calibration job: absolute figures move with "
             f"the host by about that much; paired ratios much less."
         )
     return ("\n" + " ".join(notes) + "\n") if notes else ""
+
+
+def _design_notes(timed: pd.DataFrame) -> list[str]:
+    """The block design's part of the note: processes per row, pairing, how many rows reached the target."""
+    processes = pd.to_numeric(timed["processes"], errors="coerce")
+    notes = [f"Latencies are absolute: the median of each variant's process medians ({_span(processes)} fresh "
+             f"processes per variant, timed in interleaved blocks), with a 95% t interval over the processes."]
+    if "speedup_ci_low" in timed and timed["speedup_ci_low"].notna().any():
+        notes.append("Speedups are paired block by block: per process, the mean log ratio of PyTorch's block to the "
+                     "variant's in the same cycle, with a t interval over processes; an interval that holds 1.0 is "
+                     "no measurable difference.")
+    else:
+        notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "
+                     "within one table only.")
+    if "reached_target" in timed and timed["reached_target"].notna().any():
+        target = pd.to_numeric(timed["target_interval"], errors="coerce").max() if "target_interval" in timed \
+            else math.nan
+        missed = timed[timed["reached_target"].astype(str) == "False"]
+        shapes = sorted({(int(r.batch_size), int(r.sequence_length)) for r in missed.itertuples()})
+        target_text = f"±{100 * target:g}%" if not math.isnan(target) else "the target"
+        if shapes:
+            notes.append(f"The comparisons at {', '.join(f'batch {b}, sequence {q}' for b, q in shapes)} spent their "
+                         f"time budget before every speedup was known to {target_text}: their intervals say how "
+                         f"far they got.")
+        else:
+            notes.append(f"Every comparison stopped once each speedup was known to {target_text}.")
+    if "speedup_paired" in timed and (timed["speedup_paired"].astype(str) == "False").any():
+        notes.append(f"{UNPAIRED_MARK} timed in another comparison than its PyTorch row: resampled unpaired.")
+    return notes
+
+
+def _span(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def roofline_note(environment: dict[str, Any]) -> str:
@@ -335,17 +367,40 @@ def outlier_lines(summary: pd.DataFrame) -> str:
     return "\nOutliers (more than 1.5× slower than PyTorch eager at the same shape):\n\n" + "\n".join(lines) + "\n"
 
 
-def splice(readme_text: str, section: str) -> str:
+def splice(readme_text: str, section: str, start_marker: str = START, end_marker: str = END,
+           what: str = "results section") -> str:
     """Replace what lies between the markers; everything outside them is kept byte for byte."""
-    start, end = readme_text.find(START), readme_text.find(END)
+    start, end = readme_text.find(start_marker), readme_text.find(end_marker)
     if start < 0 or end < 0 or end < start:
         raise MarkerError(
-            f"the README has no results section to rewrite: put the lines {START} and {END}, in that order, "
-            f"where it goes"
+            f"the README has no {what} to rewrite: put the lines {start_marker} and {end_marker}, in that "
+            f"order, where it goes"
         )
-    head = readme_text[: start + len(START)]
+    head = readme_text[: start + len(start_marker)]
     tail = readme_text[end:]
     return f"{head}\n{section.strip()}\n{tail}"
+
+
+def variance_section(summary_paths: Sequence[str | Path], models: Sequence[str],
+                     reference_hardware: str | None) -> str | None:
+    """The reference machine's variance table for the run's first model (else the first table there is);
+    None when no summary has one beside it."""
+    candidates = []
+    for path in summary_paths:
+        key = layout.parse_summary_path(path)
+        beside = layout.beside_summary(path, layout.VARIANCE)
+        if Path(beside).exists():
+            rank = (key.hardware != reference_hardware, key.model not in models,
+                    list(models).index(key.model) if key.model in models else 0)
+            candidates.append((rank, path, beside))
+    if not candidates:
+        return None
+    _, summary_path, variance_path = min(candidates, key=lambda c: c[0])
+    environment_path = layout.beside_summary(summary_path, layout.ENVIRONMENT)
+    machine = layout.parse_summary_path(summary_path).hardware
+    if Path(environment_path).exists():
+        machine = f"{machine} ({machine_line(read_json(environment_path)).split(';')[0]})"
+    return variance_markdown(pd.read_csv(variance_path), machine)
 
 
 def update_readme(
@@ -365,6 +420,9 @@ def update_readme(
     changed = _rewrite(path, results_section(summary_paths, models, targets, root=path.parent,
                                              others=not page.exists(), reference_hardware=reference_hardware,
                                              constraints=constraints, prices=prices))
+    variance = variance_section(summary_paths, models, reference_hardware)
+    if variance is not None and VARIANCE_START in path.read_text():
+        changed |= _rewrite(path, variance, VARIANCE_START, VARIANCE_END)
     if page.exists():
         experiments = [p for p in summary_paths if layout.parse_summary_path(p).model not in set(models)]
         prefix = "../" * len(EXPERIMENTS_PAGE.parent.parts)
@@ -374,9 +432,10 @@ def update_readme(
     return changed
 
 
-def _rewrite(path: Path, section: str) -> bool:
+def _rewrite(path: Path, section: str, start_marker: str = START, end_marker: str = END) -> bool:
     old = path.read_text()
-    new = splice(old, section)
+    new = splice(old, section, start_marker, end_marker,
+                 "results section" if start_marker == START else "variance table")
     if new != old:
         write_text_atomic(path, new)
     return new != old

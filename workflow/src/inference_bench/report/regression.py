@@ -1,10 +1,17 @@
 """Has this checkout got slower? This run's summaries against the committed ones of the same machine.
 
-Row by row (tag, model, variant, batch, sequence), the fresh median latency is compared with the committed one
-through their 95% intervals: slower when the fresh interval lies wholly above the committed one and the
-median moved by more than `min_change`; faster in the mirror case; otherwise the same within noise. A failed
-row where a number stood is a regression too. Results of another machine are refused: the comparison would
-measure the machines, not the code.
+Row by row (tag, model, variant, batch, sequence), two verdicts:
+
+- **paired** (decides by default, `regression.decide_on`): the variant's speedup over PyTorch, each timed beside
+  its baseline, fresh against committed: slower when the fresh interval lies wholly below the committed one and
+  the speedup fell by more than `min_speedup_change`; faster in the mirror case. The host's drift between two
+  runs hours apart (seen: up to 27% on one row) falls on the variant and its baseline alike and cancels.
+- **absolute**: the median latencies through their intervals, slower when the fresh interval lies wholly above
+  the committed one and the median moved by more than `min_change`. The baseline's own row has no pairing: its
+  absolute verdict decides for it.
+
+A failed row where a number stood is a regression too. Results of another machine are refused: the comparison
+would measure the machines, not the code.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import pandas as pd
 from inference_bench import layout
 from inference_bench.errors import PipelineError
 from inference_bench.report.tables import latency_text, markdown_table
+from inference_bench.variants import BASELINE
 
 KEYS = ["hardware", "model", "variant", "batch_size", "sequence_length"]
 SLOWER, FASTER, SAME = "slower", "faster", "same within noise"
@@ -29,6 +37,10 @@ FAILED = "failed (a number before)"
 #: The change below which a row is never called slower or faster (the config's `regression.min_change`): default
 #: runs hours apart on a 2-core VM had disjoint intervals on a few rows, up to 27% apart (the host moves).
 DEFAULT_MIN_CHANGE = 0.15
+#: The paired verdict's floor (`regression.min_speedup_change`): a speedup interval of +-3% (the comparisons'
+#: default target) is narrower than a host's drift between runs, so a smaller floor than the absolute one.
+DEFAULT_MIN_SPEEDUP_CHANGE = 0.05
+DECISIONS = ("paired", "absolute")
 
 
 class DifferentMachineError(PipelineError, ValueError):
@@ -91,16 +103,51 @@ def _interval(frame: pd.DataFrame, side: str) -> pd.Series:
     return values.fillna(frame["p50_ms"])
 
 
-def compare_summaries(committed: pd.DataFrame, fresh: pd.DataFrame,
-                      min_change: float = DEFAULT_MIN_CHANGE) -> pd.DataFrame:
-    """One row per key present in either summary, with both medians, their intervals and the verdict."""
-    left = committed.assign(low=_interval(committed, "low"), high=_interval(committed, "high"))
-    right = fresh.assign(low=_interval(fresh, "low"), high=_interval(fresh, "high"))
-    columns = [*KEYS, "status", "p50_ms", "low", "high"]
+def compare_summaries(committed: pd.DataFrame, fresh: pd.DataFrame, min_change: float = DEFAULT_MIN_CHANGE,
+                      decide_on: str = "paired",
+                      min_speedup_change: float = DEFAULT_MIN_SPEEDUP_CHANGE) -> pd.DataFrame:
+    """One row per key present in either summary: both medians and both speedups with their intervals, the
+    absolute and the paired verdict, and the verdict that decides (`decide_on`; the absolute one where there is
+    no paired one: the baseline's row, or summaries without speedups)."""
+    if decide_on not in DECISIONS:
+        raise ValueError(f"decide_on must be one of {DECISIONS}, got {decide_on!r}")
+    left = committed.assign(low=_interval(committed, "low"), high=_interval(committed, "high"), **_speedups(committed))
+    right = fresh.assign(low=_interval(fresh, "low"), high=_interval(fresh, "high"), **_speedups(fresh))
+    columns = [*KEYS, "status", "p50_ms", "low", "high", "speedup", "speedup_low", "speedup_high"]
     merged = left[columns].merge(right[columns], on=KEYS, how="outer", suffixes=("_committed", "_fresh"))
     merged["change"] = merged["p50_ms_fresh"] / merged["p50_ms_committed"] - 1.0
-    merged["verdict"] = [_verdict(row, min_change) for row in merged.to_dict("records")]
+    merged["speedup_change"] = merged["speedup_fresh"] / merged["speedup_committed"] - 1.0
+    rows = merged.to_dict("records")
+    merged["absolute_verdict"] = [_verdict(row, min_change) for row in rows]
+    merged["paired_verdict"] = [_paired_verdict(row, min_speedup_change) for row in rows]
+    use_paired = (decide_on == "paired") & merged["paired_verdict"].notna()
+    merged["verdict"] = merged["paired_verdict"].where(use_paired, merged["absolute_verdict"])
+    merged["decided_by"] = np.where(use_paired, "paired", "absolute")
     return merged
+
+
+def _speedups(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    def column(name: str) -> pd.Series:
+        return pd.to_numeric(frame[name], errors="coerce") if name in frame else pd.Series(np.nan, index=frame.index)
+
+    speedup = column("speedup_vs_pytorch")
+    # The baseline's own row is 1 by definition: nothing paired to judge it by.
+    speedup = speedup.where(frame["variant"] != BASELINE)
+    return {"speedup": speedup, "speedup_low": column("speedup_ci_low").fillna(speedup),
+            "speedup_high": column("speedup_ci_high").fillna(speedup)}
+
+
+def _paired_verdict(row: dict[str, Any], min_speedup_change: float) -> str | None:
+    """The verdict on the paired speedups, or None where a side has none (the absolute verdict decides)."""
+    if row["status_committed"] != "ok" or row["status_fresh"] != "ok":
+        return None
+    if pd.isna(row["speedup_committed"]) or pd.isna(row["speedup_fresh"]):
+        return None
+    if row["speedup_high_fresh"] < row["speedup_low_committed"] and row["speedup_change"] < -min_speedup_change:
+        return SLOWER
+    if row["speedup_low_fresh"] > row["speedup_high_committed"] and row["speedup_change"] > min_speedup_change:
+        return FASTER
+    return SAME
 
 
 def _verdict(row: dict[str, Any], min_change: float) -> str:
@@ -135,6 +182,12 @@ def host_note(committed: pd.DataFrame, fresh: pd.DataFrame) -> str:
 
 
 def report_table(comparison: pd.DataFrame) -> str:
+    def speedup(value: float, low: float, high: float) -> str:
+        return "–" if pd.isna(value) else f"{value:.2f}× [{low:.2f}–{high:.2f}]"
+
+    def change(value: float) -> str:
+        return "–" if pd.isna(value) else f"{value:+.1%}"
+
     table = pd.DataFrame({
         "model": comparison["model"],
         "variant": comparison["variant"],
@@ -144,14 +197,24 @@ def report_table(comparison: pd.DataFrame) -> str:
             comparison["p50_ms_committed"], comparison["low_committed"], comparison["high_committed"])],
         "fresh p50 ms": [latency_text(*v) for v in zip(
             comparison["p50_ms_fresh"], comparison["low_fresh"], comparison["high_fresh"])],
-        "change": comparison["change"].map(lambda v: "–" if pd.isna(v) else f"{v:+.1%}"),
-        "verdict": [f"**{v}**" if is_regression(pd.Series([v])).iloc[0] else v for v in comparison["verdict"]],
+        "change": comparison["change"].map(change),
+        "absolute": comparison["absolute_verdict"],
+        "committed speedup": [speedup(*v) for v in zip(comparison["speedup_committed"],
+                                                       comparison["speedup_low_committed"],
+                                                       comparison["speedup_high_committed"])],
+        "fresh speedup": [speedup(*v) for v in zip(comparison["speedup_fresh"], comparison["speedup_low_fresh"],
+                                                   comparison["speedup_high_fresh"])],
+        "speedup change": comparison["speedup_change"].map(change),
+        "paired": comparison["paired_verdict"].fillna("–"),
+        "verdict": [f"**{v}** ({by})" if is_regression(pd.Series([v])).iloc[0] else f"{v} ({by})"
+                    for v, by in zip(comparison["verdict"], comparison["decided_by"])],
     })
     return markdown_table(table)
 
 
 def check_regressions(summary_paths: Sequence[str | Path], ref: str = "HEAD",
-                      min_change: float = DEFAULT_MIN_CHANGE) -> str:
+                      min_change: float = DEFAULT_MIN_CHANGE, decide_on: str = "paired",
+                      min_speedup_change: float = DEFAULT_MIN_SPEEDUP_CHANGE) -> str:
     """Compare each summary with its committed version at `ref`; return the report, or raise RegressionError
     (with the report) when a row got slower beyond noise or failed."""
     from inference_bench.artifacts import read_csv, read_json
@@ -161,7 +224,7 @@ def check_regressions(summary_paths: Sequence[str | Path], ref: str = "HEAD",
         committed = read_committed(path, ref)
         fresh_environment = read_json(layout.beside_summary(path, layout.ENVIRONMENT))
         check_same_machine(committed.environment, fresh_environment, str(path))
-        comparison = compare_summaries(committed.summary, read_csv(path), min_change)
+        comparison = compare_summaries(committed.summary, read_csv(path), min_change, decide_on, min_speedup_change)
         regressions += int(is_regression(comparison["verdict"]).sum())
         fresh = read_csv(path)
         reports.append(f"{path} against {ref} (commit {str(committed.environment.get('git_commit'))[:7]} measured "
