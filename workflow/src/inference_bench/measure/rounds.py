@@ -322,6 +322,7 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
         estimates = _estimates(timed, comparison.baseline, failed)
         if widest(estimates) <= design.target_interval:
             stopped_by = "target"
+    _warn_of_noise(shape, timed)
     return {
         "comparison_id": uuid.uuid4().hex[:12],
         "started": started,
@@ -336,6 +337,15 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
         "variants": {name: ({"failed": failed[name]} if name in failed else {"processes": timed[name]})
                      for name in jobs},
     }
+
+
+def _warn_of_noise(shape: str, timed: dict[str, list[dict[str, Any]]]) -> None:
+    """One line for the whole comparison when blocks ran beside other processes (each block's retry is in the log)."""
+    quiet = [b["quiet"] for processes in timed.values() for p in processes for b in p["blocks"]]
+    retried, noisy = sum(bool(q.get("retried")) for q in quiet), sum(bool(q.get("noisy")) for q in quiet)
+    if retried:
+        log.warning("%s: %d of %d blocks ran while other processes used more of the machine than "
+                    "benchmark.max_other_cpu_share: timed again, %d still over", shape, retried, len(quiet), noisy)
 
 
 def _estimates(timed: dict[str, list[dict[str, Any]]], baseline: str,
@@ -380,7 +390,7 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
             entries[name] = {"process": generation, "record": record, "blocks": []}
         for name in [n for n in live if n in workers]:
             workers[name].resume()
-            reply = workers[name].ask({"op": "size", "block_s": design.block_s})
+            reply = workers[name].ask({"op": "size", "block_s": design.block_s, "exact": name not in block_calls})
             workers[name].pause()
             if reply.get("status") != "ok":
                 failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)

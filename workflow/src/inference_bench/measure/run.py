@@ -215,14 +215,16 @@ class TimedVariant:
         # Outside any quiet check: a compile's g++ processes are not a neighbour.
         self.warm_up_ms = warm_up(self.timed_call, job.timing)
 
-    def size_block(self, block_s: float) -> int:
-        """How many calls make a block of about `block_s` seconds: calls (untimed for any result, so also more
-        warm-up) until block_s has passed, at least one; their median sets the count. A warm-up call's time would
+    def size_block(self, block_s: float, exact: bool = True) -> int:
+        """How many calls make a block of about `block_s` seconds: calls (untimed for any result, so also
+        warm-up) until block_s has passed, at least one (two without a warm-up before, when `exact`); their median
+        sets the count. A warm-up call's time would
         not do: an engine's first calls run slower than the rest (ONNX Runtime's by 3x at batch 1)."""
         took_ms = time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
                                                              min_duration_s=block_s, max_duration_s=max(block_s, 1e-9)))
-        if len(took_ms) == 1 and not self.warm_up_ms:
-            # No warm-up before: that one call may have been a first call (a compile, allocations). Ask another.
+        if exact and len(took_ms) == 1 and not self.warm_up_ms:
+            # No warm-up before: that one call may have been a first call (a compile, allocations). Ask another
+            # (`exact`: the block is being sized; a later process only warms up again, its blocks already sized).
             took_ms += time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
                                                                   min_duration_s=0.0, max_duration_s=1e-9))
             took_ms = took_ms[1:]

@@ -7,7 +7,8 @@ message at a time on the first pipe and reads the reply on the second; stdout an
   job asks, make the inputs, warm up. Reply: `{"status": "ok", "record": ...}` (what every block of the variant
   shares, TimedVariant.describe) or a failed record when the variant has no trustworthy number (the batch does
   not fit, the outputs drift).
-- `{"op": "size", "block_s": s}`: untimed calls for about s seconds; reply with how many calls make such a block.
+- `{"op": "size", "block_s": s, "exact": bool}`: untimed calls for about s seconds; reply with how many calls make
+  such a block (`exact`: the variant's blocks are being sized, so a lone first call is not taken at its word).
 - `{"op": "block", "calls": n}`: time n calls behind the quiet-machine check. Reply: the latencies and what the
   check saw, or a failed record.
 - `{"op": "close"}`: reply with what is known at the end (peak memory, compiler counters), then exit.
@@ -67,7 +68,7 @@ def serve(commands: Connection, replies: Connection) -> None:
             if variant is None or job is None:
                 raise RuntimeError("a block was sized by a worker with no variant loaded")
             try:
-                calls = variant.size_block(float(message["block_s"]))
+                calls = variant.size_block(float(message["block_s"]), bool(message.get("exact", True)))
                 reply = {"status": "ok", "calls_per_block": calls, "sizing_ms": variant.sizing_ms}
             except BenchmarkFailure as failure:
                 reply = _failed(job, failure, config_for_hash)
