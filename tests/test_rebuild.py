@@ -280,18 +280,26 @@ def test_the_regression_command_passes_against_itself_and_catches_a_slowdown(cop
     for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "results"]):
         subprocess.run(command, cwd=copy_of, check=True)
     same = snakemake(copy_of, "regression")
-    assert same.stdout.count("same within noise") + same.stderr.count("same within noise") == 8
+    report = same.stdout + same.stderr
+    # Six variant rows judged on their paired speedups, PyTorch's two on their latencies.
+    assert report.count("same within noise (paired)") == 6 and report.count("same within noise (absolute)") == 2
     summary_path = copy_of / f"results/cpu/{MODEL}/summary.csv"
     summary = pd.read_csv(summary_path)
-    # What slower code would have measured: every round's latencies, so every interval, scaled alike. Two rounds
+    # What slower code would have measured: every latency, so every interval, scaled alike. Two processes
     # of 50 µs calls give intervals far wider than 20% (12.7 standard errors a side), so the tiny run is scaled
     # past its widest interval; the 20% case is tests/test_regression.py's, on intervals as narrow as real ones.
     factor = max(1.2, float((summary["p50_ci_high_ms"] / summary["p50_ci_low_ms"]).max()) * 1.05)
     for column in ("p50_ms", "p50_ci_low_ms", "p50_ci_high_ms"):
         summary[column] *= factor
     summary.to_csv(summary_path, index=False)
+    # Every latency slower and every speedup as it was: what the host moving looks like. Paired, only PyTorch's own
+    # rows (nothing to pair with) are slower; judged on latencies alone, every row is.
     failed = snakemake(copy_of, "regression", check=False)
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
+    assert "2 row(s) slower beyond noise (or failed) against HEAD" in output
+    absolute = snakemake(copy_of, "regression", "--config", "regression={decide_on: absolute}", check=False)
+    assert absolute.returncode != 0
+    output = absolute.stdout + absolute.stderr
     assert f"{len(summary)} row(s) slower beyond noise (or failed) against HEAD" in output
     assert f"+{100 * (factor - 1):.1f}%" in output

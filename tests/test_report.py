@@ -3,6 +3,7 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -58,6 +59,26 @@ def test_readme_splice_is_idempotent_and_keeps_the_rest(two_tags, tmp_path):
     assert "ort-int8 min per-token cosine ≥ 0.999 at batch 1, sequence 128 | 1.000000 | yes" in first
     assert not update_readme(readme, two_tags, ["m"], targets)
     assert readme.read_text() == first
+
+
+def test_the_variance_table_of_the_reference_machine_goes_between_its_markers(two_tags, tmp_path):
+    from inference_bench.report.readme import VARIANCE_END, VARIANCE_START
+
+    draw_charts(two_tags, "m", tmp_path / "images" / "m")
+    for path, sd in zip(two_tags, (0.0123, 0.0456)):
+        pd.DataFrame([{"hardware": path.parts[-3], "model": "m", "variant": "ort-int8", "batch_size": 1,
+                       "sequence_length": 128, "processes": 5, "blocks_per_process": 3, "calls_per_block": 17,
+                       "call_sd": sd, "block_sd": sd, "process_sd": sd, "pair_cycle_sd": sd, "pair_process_sd": sd,
+                       "cycles_recommended": 4, "processes_for_target": 6}]).to_csv(path.parent / "variance.csv",
+                                                                                      index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n\n## How it measures\n\n{VARIANCE_START}\nold\n{VARIANCE_END}\nkept\n")
+    update_readme(readme, two_tags, ["m"], reference_hardware="t4")
+    text = readme.read_text()
+    section = text[text.index(VARIANCE_START):text.index(VARIANCE_END)]
+    assert "old" not in section and section.count("| ort-int8 | 1 | 128 | 5 × 3 × 17 |") == 1
+    assert "Measured on t4" in section and "4.56%" in section and "1.23%" not in section  # the reference's
+    assert text.endswith(f"{VARIANCE_END}\nkept\n")
 
 
 def test_single_tag_readme_has_no_hardware_comparison(two_tags, tmp_path):

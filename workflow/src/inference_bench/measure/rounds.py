@@ -10,9 +10,9 @@ came from; Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 
   for a while), and not by the same factor for every engine, so even a paired ratio moves with it; and a
   process keeps its own layout and placement. Cycles within a process do not sample either; processes
   spread over the comparison's time do. The process is the replicate every interval counts.
-- **Blocks.** A generation's processes load at once (nothing is timed while they do), then each, in turn,
-  makes untimed calls for about a block (loading the others made its memory cold; the first process's calls
-  size the variant's blocks). A process waits stopped (SIGSTOP: no thread of it can spin on a core) while
+- **Blocks.** A generation's processes load at once (nothing is timed while they do); right before its first
+  block each makes untimed calls for about a block (the others' loading and timing made it cold; the first
+  process's calls size the variant's blocks). A process waits stopped (SIGSTOP: no thread of it can spin on a core) while
   the others time. The processes take turns in short blocks of calls (`block_s`), one block each per
   cycle, the order reversing from cycle to cycle, so what drifts within a generation falls on every variant
   alike and the ratio of two blocks of one cycle cancels what it can.
@@ -368,9 +368,7 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
     out_of_budget = False
     try:
         # Every worker loads at once (nothing is timed meanwhile: loading is imports, files and the compiler,
-        # which the cores share), then each, in cycle order, makes untimed calls for about a block: loading the
-        # others made its memory cold (a first block timed cold ran up to 45% slower than the rest at batch 32),
-        # and the first process's calls size the variant's blocks.
+        # which the cores share).
         for name in live:
             label = f"{name} at batch {jobs[name].batch_size}, sequence {jobs[name].sequence_length}"
             workers[name] = start_worker(label)
@@ -388,33 +386,38 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
             if generation:
                 record.pop("environment", None)  # the first process's describes them all
             entries[name] = {"process": generation, "record": record, "blocks": []}
-        for name in [n for n in live if n in workers]:
-            workers[name].resume()
-            reply = workers[name].ask({"op": "size", "block_s": design.block_s, "exact": name not in block_calls})
-            workers[name].pause()
-            if reply.get("status") != "ok":
-                failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
-                workers.pop(name).close()
-                entries.pop(name, None)
-                continue
-            # The first process sizes the variant's blocks; later ones keep its count, so blocks stay alike.
-            block_calls.setdefault(name, int(reply["calls_per_block"]))
-            entries[name]["calls_per_block"] = block_calls[name]
         loaded = clock()
-        cycle_s = float("nan")
+        cycle_s, probe_s = float("nan"), 0.0
         planned = design.cycles
         for cycle in range(design.cycles):
             cycle_began = clock()
             if cycle == 1:  # one cycle timed: what the rest of this generation can have is known
-                planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began, cycle_s)
+                planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began + probe_s, cycle_s)
             if cycle >= planned:
                 break
             if cycle >= MIN_CYCLES and cycle_began - began + cycle_s > design.time_budget_s:
                 out_of_budget = True
                 break
             for position, name in enumerate(cycle_order([n for n in live if n in workers], cycle)):
-                others = {other: w.cpu_seconds() for other, w in workers.items() if other != name}
                 workers[name].resume()
+                if cycle == 0:
+                    # Untimed calls for about a block right before the first: loading and timing the others
+                    # made this process cold (a first block timed cold, even after a warm-up call of its own a
+                    # few seconds before, ran up to 45% slower than the rest at batch 32); the first process's
+                    # calls also size the variant's blocks.
+                    probing = clock()
+                    reply = workers[name].ask({"op": "size", "block_s": design.block_s,
+                                               "exact": name not in block_calls})
+                    probe_s += clock() - probing
+                    if reply.get("status") != "ok":
+                        failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
+                        workers.pop(name).close()
+                        entries.pop(name, None)
+                        continue
+                    # The first process sizes the variant's blocks; later ones keep its count, so blocks stay alike.
+                    block_calls.setdefault(name, int(reply["calls_per_block"]))
+                    entries[name]["calls_per_block"] = block_calls[name]
+                others = {other: w.cpu_seconds() for other, w in workers.items() if other != name}
                 reply = workers[name].ask({"op": "block", "calls": block_calls[name]})
                 if name in workers:
                     workers[name].pause()
@@ -427,7 +430,8 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
                 entries[name]["blocks"].append({"cycle": cycle, "position": position,
                                                 "latencies_ms": reply["latencies_ms"], "quiet": reply["quiet"],
                                                 "idle_workers_cpu_s": idle_s})
-            cycle_s = clock() - cycle_began if math.isnan(cycle_s) else max(cycle_s, clock() - cycle_began)
+            took = clock() - cycle_began - (probe_s if cycle == 0 else 0.0)  # the probes are the loading's cost
+            cycle_s = took if math.isnan(cycle_s) else max(cycle_s, took)
         for name, worker in list(workers.items()):
             if name in entries:
                 entries[name]["closing"] = worker.close()
@@ -436,7 +440,8 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
     finally:
         for worker in workers.values():
             worker.close()
-    return {"load_s": loaded - loading, "cycle_s": 0.0 if math.isnan(cycle_s) else cycle_s}, out_of_budget
+    return ({"load_s": loaded - loading + probe_s, "cycle_s": 0.0 if math.isnan(cycle_s) else cycle_s},
+            out_of_budget)
 
 
 def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: float, cycle_s: float) -> int:
