@@ -33,6 +33,7 @@ rule benchmark:
         max_other_cpu_share=BENCH["max_other_cpu_share"],
         inputs=BENCH["inputs"],
         text_padding=BENCH["text_padding"],
+        allocator=BENCH["allocator"],
     conda:
         BENCH_ENV
     script:

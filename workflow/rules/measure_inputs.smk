@@ -57,7 +57,7 @@ def benchmark_design():
 def benchmark_config_for_hash(wildcards):
     """The settings a benchmark result depends on, recorded as its config hash."""
     keys = (*DESIGN_CONFIG_KEYS, "threads", "seed", "memory_limit_mb", "max_other_cpu_share", "pytorch_attn_implementation",
-            "inputs", "text_padding")
+            "inputs", "text_padding", "allocator")
     return {
         "model": MODELS[wildcards.model],
         "benchmark": {**benchmark_timing(), **{key: BENCH[key] for key in keys}},

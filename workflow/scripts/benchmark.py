@@ -29,6 +29,7 @@ def main() -> None:
             max_other_cpu_share=params.max_other_cpu_share,
             inputs=params.inputs,
             text_padding=params.text_padding,
+            allocator=params.allocator,
         )
         for entry in params.variants
     )

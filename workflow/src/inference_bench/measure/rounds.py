@@ -10,6 +10,8 @@ came from; Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 
   for a while), and not by the same factor for every engine, so even a paired ratio moves with it; and a
   process keeps its own layout and placement. Cycles within a process do not sample either; processes
   spread over the comparison's time do. The process is the replicate every interval counts.
+- **Zygote.** Each process is forked from one that has the engines imported (measure.zygote): at batch 1 a
+  generation's imports were 9.5 of its 15 s; forked, a process pays only for its own model, session and compile.
 - **Blocks.** A generation's processes load at once (nothing is timed while they do); right before its first
   block each makes untimed calls for about a block (the others' loading and timing made it cold; the first
   process's calls size the variant's blocks). A process waits stopped (SIGSTOP: no thread of it can spin on a core) while
@@ -57,6 +59,7 @@ from inference_bench.errors import PipelineError
 from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
 from inference_bench.measure.statistics import Estimate, median_interval, paired_block_speedup, relative_half_width
 from inference_bench.measure.timing import latency_statistics
+from inference_bench.measure.zygote import ForkedProcess, Zygote
 from inference_bench.terminal import LOG_ONLY
 from inference_bench.variants import BASELINE
 
@@ -135,16 +138,20 @@ class Worker(Protocol):
 class WorkerProcess:
     """`python -m inference_bench.measure.worker` on two pipes of its own."""
 
-    def __init__(self, label: str, log_path: str | None = None) -> None:
+    def __init__(self, label: str, log_path: str | None = None, zygote: Zygote | None = None) -> None:
         commands_r, commands_w = os.pipe()
         replies_r, replies_w = os.pipe()
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))}
-        command = [sys.executable, "-m", "inference_bench.measure.worker", str(commands_r), str(replies_w)]
-        if log_path:
-            command.append(str(log_path))
         self.label, self.log_path = label, log_path
-        self.process = subprocess.Popen(command, env=env, pass_fds=(commands_r, replies_w))
+        self.process: subprocess.Popen[bytes] | ForkedProcess
+        if zygote is not None:  # forked from the comparison's zygote: its imports are done
+            self.process = ForkedProcess(zygote, zygote.fork(commands_r, replies_w))
+        else:
+            env = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")]))}
+            command = [sys.executable, "-m", "inference_bench.measure.worker", str(commands_r), str(replies_w)]
+            if log_path:
+                command.append(str(log_path))
+            self.process = subprocess.Popen(command, env=env, pass_fds=(commands_r, replies_w))
         os.close(commands_r)
         os.close(replies_w)
         self._commands = Connection(commands_w, readable=False)
@@ -285,15 +292,30 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
                    clock: Callable[[], float] = time.monotonic,
                    time_gemms: Callable[[BenchmarkJob], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Time every variant in generations of processes and interleaved blocks until the design's stopping rule
-    or its budget ends it; return the comparison's record (what its rule writes). Tests hand in fake workers,
-    a fake clock and no matrix-multiply timing."""
-    design, jobs = comparison.design, {job.variant: job for job in comparison.jobs}
-    start_worker = start_worker or (lambda label: WorkerProcess(label, log_path))
-    timed: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
-    failed: dict[str, dict[str, Any]] = {}
+    or its budget ends it; return the comparison's record (what its rule writes). The workers are forked from a
+    zygote that has the engines imported (measure.zygote), started once the budget's clock runs. Tests hand in
+    fake workers, a fake clock and no matrix-multiply timing."""
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     gemms = (time_gemms or shape_gemms)(comparison.jobs[0])  # a few seconds, before the budget's clock starts
-    began, shape = clock(), _shape_of(comparison)
+    began = clock()
+    if start_worker is not None:
+        return _run_comparison(comparison, start_worker, clock, began, started, gemms)
+    zygote = Zygote(log_path, comparison.jobs[0].model_dir, source=_SOURCE)  # its imports count in the budget
+    try:
+        record = _run_comparison(comparison, lambda label: WorkerProcess(label, log_path, zygote), clock, began,
+                                 started, gemms)
+        record["stopping"]["zygote_import_s"] = zygote.import_s
+        return record
+    finally:
+        zygote.close()
+
+
+def _run_comparison(comparison: Comparison, start_worker: Callable[[str], Worker], clock: Callable[[], float],
+                    began: float, started: str, gemms: list[dict[str, Any]]) -> dict[str, Any]:
+    design, jobs = comparison.design, {job.variant: job for job in comparison.jobs}
+    timed: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    failed: dict[str, dict[str, Any]] = {}
+    shape = _shape_of(comparison)
     block_calls: dict[str, int] = {}
     costs: list[dict[str, float]] = []  # per generation: loading, and one cycle
     stopped_by, estimates = "max_processes", {}
@@ -401,13 +423,12 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
             for position, name in enumerate(cycle_order([n for n in live if n in workers], cycle)):
                 workers[name].resume()
                 if cycle == 0:
-                    # Untimed calls for about a block right before the first: loading and timing the others
-                    # made this process cold (a first block timed cold, even after a warm-up call of its own a
-                    # few seconds before, ran up to 45% slower than the rest at batch 32); the first process's
-                    # calls also size the variant's blocks.
+                    # Untimed calls for about a block, at least two, right before the first: loading and timing
+                    # the others made this process cold (a first block timed cold, even after a warm-up call of
+                    # its own a few seconds before, ran up to 45% slower than the rest at batch 32), and a fresh
+                    # engine's first two calls are cold anyway; the first process's calls size the variant's blocks.
                     probing = clock()
-                    reply = workers[name].ask({"op": "size", "block_s": design.block_s,
-                                               "exact": name not in block_calls})
+                    reply = workers[name].ask({"op": "size", "block_s": design.block_s})
                     probe_s += clock() - probing
                     if reply.get("status") != "ok":
                         failed[name] = _failure(jobs[name], reply, comparison.config_for_hash)
@@ -532,8 +553,8 @@ def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
     blocks = [b for p in processes for b in p["blocks"]]
     stopping = comparison.get("stopping", {})
     kept = ("status", "hardware", "hardware_description", "device", "model", "model_type", "variant", "batch_size",
-            "sequence_length", "threads", "timing_settings", "inputs", "flops_per_batch", "model_bytes", "parity",
-            "architecture")
+            "sequence_length", "threads", "timing_settings", "inputs", "allocator", "flops_per_batch", "model_bytes",
+            "parity", "architecture")
     return {
         **{key: first.get(key) for key in kept},
         **pooled,  # every timed call of every process: mean, percentiles, spread

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from inference_bench.measure.allocator import apply_allocator
 from inference_bench.measure.quiet import QuietCheck, canary_ms
 from inference_bench.measure.timing import TimingSettings, latency_statistics, time_calls, warm_up
 from inference_bench.environment import describe_environment
@@ -65,6 +66,7 @@ class BenchmarkJob:
     check_parity: bool = True  # the first round of a comparison checks parity; later rounds only time
     inputs: str = "random"  # random: seeded ids, no padding; text: corpus sentences (models with a tokenizer)
     text_padding: str = "max_length"  # text inputs padded to the sequence length, or to the batch's longest
+    allocator: str = "retain"  # what the process does with freed memory (measure.allocator)
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> BenchmarkJob:
@@ -181,6 +183,7 @@ class TimedVariant:
         from inference_bench.models import ArchitectureFacts
 
         job = self.job
+        self.allocator = apply_allocator(job.allocator)  # before the engine allocates anything
         self.threads = resolve_threads(job.threads)
         self.canary = canary_ms()  # before the model loads: the host's speed, comparable with the calibration's
         self.facts = ArchitectureFacts.from_model_dir(job.model_dir)
@@ -215,21 +218,17 @@ class TimedVariant:
         # Outside any quiet check: a compile's g++ processes are not a neighbour.
         self.warm_up_ms = warm_up(self.timed_call, job.timing)
 
-    def size_block(self, block_s: float, exact: bool = True) -> int:
-        """How many calls make a block of about `block_s` seconds: calls (untimed for any result, so also
-        warm-up) until block_s has passed, at least one (two without a warm-up before, when `exact`); their median
-        sets the count. A warm-up call's time would
-        not do: an engine's first calls run slower than the rest (ONNX Runtime's by 3x at batch 1)."""
-        took_ms = time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
-                                                             min_duration_s=block_s, max_duration_s=max(block_s, 1e-9)))
-        if exact and len(took_ms) == 1 and not self.warm_up_ms:
-            # No warm-up before: that one call may have been a first call (a compile, allocations). Ask another
-            # (`exact`: the block is being sized; a later process only warms up again, its blocks already sized).
-            took_ms += time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=1,
-                                                                  min_duration_s=0.0, max_duration_s=1e-9))
-            took_ms = took_ms[1:]
+    def size_block(self, block_s: float) -> int:
+        """Untimed calls right before a process's first block, and how many calls make a block of about
+        `block_s` seconds: calls until block_s has passed and at least two, the count set by the median of all
+        but the first. Two, because a fresh engine's first two calls are cold: ONNX Runtime plans its memory
+        on the first call and allocates the plan on the second (measured at batch 32, sequence 128: a first
+        block after one untimed call ran 1.5-1.8x slower than the next ones, after two it did not); and a
+        first call's time would size the blocks wrong (ONNX Runtime's runs 3x slower at batch 1)."""
+        took_ms = time_calls(self.timed_call, TimingSettings(warmup_iterations=0, min_iterations=2,
+                                                             min_duration_s=block_s, max_duration_s=float("inf")))
         self.sizing_ms = took_ms
-        return max(1, int(round(block_s * 1000.0 / max(float(np.median(took_ms)), 1e-3))))
+        return max(1, int(round(block_s * 1000.0 / max(float(np.median(took_ms[1:])), 1e-3))))
 
     def time_block(self, calls: int | None) -> dict[str, Any]:
         """`calls` timed calls (None: until the job's timing settings are met), with what the quiet-machine check
@@ -266,6 +265,7 @@ class TimedVariant:
             "threads": self.threads,
             "timing_settings": asdict(job.timing),
             "inputs": self.inputs,
+            "allocator": self.allocator,
             "architecture": asdict(self.facts),
             "flops_per_batch": self.flops,
             "model_bytes": int(self.runner.model_bytes),

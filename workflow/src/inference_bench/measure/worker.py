@@ -7,8 +7,8 @@ message at a time on the first pipe and reads the reply on the second; stdout an
   job asks, make the inputs, warm up. Reply: `{"status": "ok", "record": ...}` (what every block of the variant
   shares, TimedVariant.describe) or a failed record when the variant has no trustworthy number (the batch does
   not fit, the outputs drift).
-- `{"op": "size", "block_s": s, "exact": bool}`: untimed calls for about s seconds; reply with how many calls make
-  such a block (`exact`: the variant's blocks are being sized, so a lone first call is not taken at its word).
+- `{"op": "size", "block_s": s}`: untimed calls for about s seconds, at least two; reply with how many calls make
+  such a block.
 - `{"op": "block", "calls": n}`: time n calls behind the quiet-machine check. Reply: the latencies and what the
   check saw, or a failed record.
 - `{"op": "close"}`: reply with what is known at the end (peak memory, compiler counters), then exit.
@@ -68,7 +68,7 @@ def serve(commands: Connection, replies: Connection) -> None:
             if variant is None or job is None:
                 raise RuntimeError("a block was sized by a worker with no variant loaded")
             try:
-                calls = variant.size_block(float(message["block_s"]), bool(message.get("exact", True)))
+                calls = variant.size_block(float(message["block_s"]))
                 reply = {"status": "ok", "calls_per_block": calls, "sizing_ms": variant.sizing_ms}
             except BenchmarkFailure as failure:
                 reply = _failed(job, failure, config_for_hash)
@@ -87,7 +87,7 @@ def _terminal_worthy(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR or (own and record.levelno >= logging.WARNING)
 
 
-def _log_to(log_path: str | None) -> None:
+def log_to(log_path: str | None) -> None:
     terminal = logging.StreamHandler(sys.stderr)
     terminal.addFilter(_terminal_worthy)
     handlers: list[logging.Handler] = [terminal]
@@ -99,9 +99,9 @@ def _log_to(log_path: str | None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when its comparison dies (even while the comparison holds it stopped):
-    a killed benchmark job leaves no worker behind."""
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (a worker's comparison or zygote, even while the
+    comparison holds it stopped; a zygote's comparison): a killed benchmark job leaves no process behind."""
     try:
         import ctypes
 
@@ -116,8 +116,8 @@ def _die_with_parent() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) not in (2, 3):
         raise SystemExit("usage: python -m inference_bench.measure.worker COMMANDS_FD REPLIES_FD [LOG]")
-    _die_with_parent()
-    _log_to(argv[2] if len(argv) == 3 else None)
+    die_with_parent()
+    log_to(argv[2] if len(argv) == 3 else None)
     commands = Connection(int(argv[0]), writable=False)
     replies = Connection(int(argv[1]), readable=False)
     try:
