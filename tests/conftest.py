@@ -3,6 +3,7 @@ once per session, and a copy of the project to run the real snakemake in."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,18 @@ TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
 README = f"# Project\n\nkept\n\n{START}\n<!-- results:end -->\n\nkept too\n"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The real snakemake, in `workdir`, on 2 cores."""
+#: An `scontrol` that answers at once that no controller is there. The SLURM executor plugin runs `scontrol show
+#: config` while Snakemake loads its plugins; where SLURM's client is installed but no controller answers (as
+#: after tests/test_slurm.py stops its cluster), that call waits 9 s, in every snakemake call of every test.
+NO_SLURM_CLIENT = ROOT / "tests" / "no_slurm_client"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
+              slurm_client: bool = False) -> subprocess.CompletedProcess:
+    """The real snakemake, in `workdir`, on 2 cores (with the machine's SLURM client only when `slurm_client`)."""
+    env = dict(os.environ if env is None else env)
+    if not slurm_client:
+        env["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), env.get("PATH", "")])
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=workdir, capture_output=True, text=True, timeout=900, env=env,

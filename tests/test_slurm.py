@@ -244,7 +244,7 @@ def test_the_machine_check_ran_on_the_node(first_run):
 
 
 def test_a_second_run_submits_nothing(first_run):
-    result = snakemake(first_run["project"], *profile_args())
+    result = snakemake(first_run["project"], *profile_args(), slurm_client=True)
     assert "has been submitted with SLURM jobid" not in result.stdout + result.stderr
     assert submitted(result.stdout + result.stderr) == []
 
@@ -342,7 +342,7 @@ def test_controller_down_between_two_jobs(first_run, local_rules):
     assert kept.exists()
     # The run after would submit the other job only: the one that completed is not redone.
     assert cluster_script("status").returncode == 0
-    plan = job_stats(snakemake(project, *profile_args(), "--dry-run").stdout)
+    plan = job_stats(snakemake(project, *profile_args(), "--dry-run", slurm_client=True).stdout)
     (other,) = redone - {(done_rule, done_wildcards)}
     assert {rule: count for rule, count in plan.items() if rule in {"benchmark", "calibrate"}} == {other[0]: 1}
     assert all(rule in local_rules for rule in plan if rule != other[0]), plan
