@@ -59,7 +59,7 @@ from inference_bench.errors import PipelineError
 from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
 from inference_bench.measure.statistics import Estimate, median_interval, paired_block_speedup, relative_half_width
 from inference_bench.measure.timing import latency_statistics
-from inference_bench.measure.zygote import ForkedProcess, Zygote
+from inference_bench.measure.zygote import ForkedProcess, Zygote, zygote_possible
 from inference_bench.terminal import LOG_ONLY
 from inference_bench.variants import BASELINE
 
@@ -300,6 +300,8 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
     began = clock()
     if start_worker is not None:
         return _run_comparison(comparison, start_worker, clock, began, started, gemms)
+    if not zygote_possible():
+        return _run_comparison(comparison, lambda label: WorkerProcess(label, log_path), clock, began, started, gemms)
     zygote = Zygote(log_path, comparison.jobs[0].model_dir, source=_SOURCE)  # its imports count in the budget
     try:
         record = _run_comparison(comparison, lambda label: WorkerProcess(label, log_path, zygote), clock, began,

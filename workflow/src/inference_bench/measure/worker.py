@@ -39,6 +39,14 @@ def _failed(job: BenchmarkJob, failure: BenchmarkFailure, config_for_hash: Any) 
     return failure_record(job, failure, config_for_hash=config_for_hash)
 
 
+def _timed(variant: TimedVariant, message: dict[str, Any]) -> dict[str, Any]:
+    """A block of timed calls, or the untimed calls that size one."""
+    if message["op"] == "block":
+        return variant.time_block(int(message["calls"]))
+    calls = variant.size_block(float(message["block_s"]))
+    return {"calls_per_block": calls, "sizing_ms": variant.sizing_ms}
+
+
 def serve(commands: Connection, replies: Connection) -> None:
     """Answer the comparison's messages until it says close (or goes away)."""
     variant: TimedVariant | None = None
@@ -57,19 +65,11 @@ def serve(commands: Connection, replies: Connection) -> None:
                 reply = {"status": "ok", "record": variant.describe()}
             except BenchmarkFailure as failure:
                 reply = _failed(job, failure, config_for_hash)
-        elif op == "block":
+        elif op in ("block", "size"):
             if variant is None or job is None:
-                raise RuntimeError("a block was asked of a worker with no variant loaded")
+                raise RuntimeError(f"a {op} was asked of a worker with no variant loaded")
             try:
-                reply = {"status": "ok", **variant.time_block(int(message["calls"]))}
-            except BenchmarkFailure as failure:
-                reply = _failed(job, failure, config_for_hash)
-        elif op == "size":
-            if variant is None or job is None:
-                raise RuntimeError("a block was sized by a worker with no variant loaded")
-            try:
-                calls = variant.size_block(float(message["block_s"]))
-                reply = {"status": "ok", "calls_per_block": calls, "sizing_ms": variant.sizing_ms}
+                reply = {"status": "ok", **_timed(variant, message)}
             except BenchmarkFailure as failure:
                 reply = _failed(job, failure, config_for_hash)
         elif op == "close":

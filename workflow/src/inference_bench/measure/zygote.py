@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from inference_bench.errors import PipelineError
+
 log = logging.getLogger("workflow")
 
 #: Imported once by the zygote: what every worker would otherwise import for itself.
@@ -38,8 +40,13 @@ PRELOADED = ("numpy", "onnxruntime", "torch", "transformers", "inference_bench.m
              "inference_bench.build.reference", "inference_bench.inputs.batches")
 
 
-class ZygoteError(RuntimeError):
+class ZygoteError(PipelineError, RuntimeError):
     """The zygote could not start, or went away (its log says why)."""
+
+
+def zygote_possible() -> bool:
+    """Fork and descriptor passing over Unix sockets (Linux, the BSDs); elsewhere workers start as fresh interpreters."""
+    return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
 
 class Zygote:
