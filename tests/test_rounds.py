@@ -93,6 +93,14 @@ def test_every_variant_is_timed_in_fresh_processes_one_block_per_cycle_in_altern
     assert set(stopping["half_widths"]) == {"onnx-fp32", "ort-fp32"}  # every variant against the baseline
 
 
+def test_pytorch_processes_are_forked_from_the_zygote_and_onnx_runtime_ones_start_fresh(comparison):
+    """A forked process carries the zygote's torch: ONNX Runtime's do not import it, so they start fresh (their
+    peak memory stays their own)."""
+    forked = {name: [p["forked"] for p in v["processes"]] for name, v in comparison["variants"].items()}
+    assert forked == {"pytorch": [True, True], "onnx-fp32": [False, False], "ort-fp32": [False, False]}
+    assert comparison["stopping"]["zygote_import_s"] > 0
+
+
 def test_idle_workers_cost_the_timed_one_nothing(comparison):
     """While one worker times its block the others are stopped: the scheduler's count of their CPU time does
     not move (a worker's ONNX Runtime threads would otherwise spin on after its own block)."""
@@ -214,8 +222,8 @@ def fake_comparison(design: Design, process_factor, load_s: float = 1.0):
     """Baseline at 10 ms in every process; the variant at 5 ms times process_factor(g) in its g-th process."""
     clock, started = FakeClock(), {"pytorch": 0, "onnx-fp32": 0}
 
-    def start(label: str) -> FakeWorker:
-        name = label.split(" at ")[0]
+    def start(job: BenchmarkJob, label: str) -> FakeWorker:
+        name = job.variant
         generation = started[name]
         started[name] += 1
         if name == "pytorch":

@@ -44,7 +44,7 @@ def test_a_worker_is_forked_with_the_engines_already_imported(zygote, tmp_path):
         assert _parent_of(worker.process.pid) == zygote.process.pid
         maps = Path(f"/proc/{worker.process.pid}/maps").read_text()
         # Nothing was asked of it yet: what it has mapped, it has from the zygote.
-        assert "libtorch_cpu" in maps and "onnxruntime_pybind11_state" in maps
+        assert "libtorch_cpu" in maps
         assert worker.process.poll() is None
     finally:
         assert worker.close() == {}  # no variant loaded: nothing to report

@@ -10,8 +10,9 @@ came from; Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 
   for a while), and not by the same factor for every engine, so even a paired ratio moves with it; and a
   process keeps its own layout and placement. Cycles within a process do not sample either; processes
   spread over the comparison's time do. The process is the replicate every interval counts.
-- **Zygote.** Each process is forked from one that has the engines imported (measure.zygote): at batch 1 a
-  generation's imports were 9.5 of its 15 s; forked, a process pays only for its own model, session and compile.
+- **Zygote.** Each PyTorch process is forked from one that has torch and transformers imported (measure.zygote):
+  at batch 1 a generation's imports were 9.5 of its 15 s; forked, a process pays only for its own model and
+  compile. ONNX Runtime's processes start as fresh interpreters: they import neither, and load in under a second.
 - **Blocks.** A generation's processes load at once (nothing is timed while they do); right before its first
   block each makes untimed calls for about a block (the others' loading and timing made it cold; the first
   process's calls size the variant's blocks). A process waits stopped (SIGSTOP: no thread of it can spin on a core) while
@@ -62,6 +63,7 @@ from inference_bench.measure.timing import latency_statistics
 from inference_bench.measure.zygote import ForkedProcess, Zygote, zygote_possible
 from inference_bench.terminal import LOG_ONLY
 from inference_bench.variants import BASELINE
+from inference_bench.variants import variant as lookup_variant
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,7 @@ class WorkerProcess:
         replies_r, replies_w = os.pipe()
         self.label, self.log_path = label, log_path
         self.process: subprocess.Popen[bytes] | ForkedProcess
+        self.forked = zygote is not None
         if zygote is not None:  # forked from the comparison's zygote: its imports are done
             self.process = ForkedProcess(zygote, zygote.fork(commands_r, replies_w))
         else:
@@ -288,7 +291,7 @@ def widest(estimates: dict[str, Estimate]) -> float:
 
 
 def run_comparison(comparison: Comparison, log_path: str | None = None,
-                   start_worker: Callable[[str], Worker] | None = None,
+                   start_worker: Callable[[BenchmarkJob, str], Worker] | None = None,
                    clock: Callable[[], float] = time.monotonic,
                    time_gemms: Callable[[BenchmarkJob], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Time every variant in generations of processes and interleaved blocks until the design's stopping rule
@@ -300,19 +303,28 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
     began = clock()
     if start_worker is not None:
         return _run_comparison(comparison, start_worker, clock, began, started, gemms)
-    if not zygote_possible():
-        return _run_comparison(comparison, lambda label: WorkerProcess(label, log_path), clock, began, started, gemms)
-    zygote = Zygote(log_path, comparison.jobs[0].model_dir, source=_SOURCE)  # its imports count in the budget
+    torch_jobs = [job for job in comparison.jobs if lookup_variant(job.variant).engine == "torch"]
+    if not torch_jobs or not zygote_possible():
+        return _run_comparison(comparison, lambda job, label: WorkerProcess(label, log_path), clock, began, started,
+                               gemms)
+    zygote = Zygote(log_path, torch_jobs[0].model_dir, source=_SOURCE)  # its imports count in the budget
+
+    def start(job: BenchmarkJob, label: str) -> WorkerProcess:
+        # Only PyTorch's processes are forked: the zygote has torch imported, which an ONNX Runtime process does
+        # not import (its peak memory would count torch's), and which it does not need (it loads in under 1 s).
+        forked = lookup_variant(job.variant).engine == "torch"
+        return WorkerProcess(label, log_path, zygote if forked else None)
+
     try:
-        record = _run_comparison(comparison, lambda label: WorkerProcess(label, log_path, zygote), clock, began,
-                                 started, gemms)
+        record = _run_comparison(comparison, start, clock, began, started, gemms)
         record["stopping"]["zygote_import_s"] = zygote.import_s
         return record
     finally:
         zygote.close()
 
 
-def _run_comparison(comparison: Comparison, start_worker: Callable[[str], Worker], clock: Callable[[], float],
+def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob, str], Worker],
+                    clock: Callable[[], float],
                     began: float, started: str, gemms: list[dict[str, Any]]) -> dict[str, Any]:
     design, jobs = comparison.design, {job.variant: job for job in comparison.jobs}
     timed: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
@@ -380,7 +392,8 @@ def _estimates(timed: dict[str, list[dict[str, Any]]], baseline: str,
     return latency_estimates(live)
 
 
-def _generation(comparison: Comparison, generation: int, live: list[str], start_worker: Callable[[str], Worker],
+def _generation(comparison: Comparison, generation: int, live: list[str],
+                start_worker: Callable[[BenchmarkJob, str], Worker],
                 timed: dict[str, list[dict[str, Any]]], failed: dict[str, dict[str, Any]],
                 block_calls: dict[str, int], clock: Callable[[], float], began: float) -> tuple[dict[str, float], bool]:
     """One fresh process per live variant, loaded one after the other, then `cycles` interleaved cycles of one
@@ -395,7 +408,7 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
         # which the cores share).
         for name in live:
             label = f"{name} at batch {jobs[name].batch_size}, sequence {jobs[name].sequence_length}"
-            workers[name] = start_worker(label)
+            workers[name] = start_worker(jobs[name], label)
             job = replace(jobs[name], check_parity=generation == 0)
             workers[name].send({"op": "load", "job": asdict(job), "config_for_hash": comparison.config_for_hash})
         log.info("process %d of every variant: loading", generation + 1, extra=LOG_ONLY)
@@ -409,7 +422,8 @@ def _generation(comparison: Comparison, generation: int, live: list[str], start_
             record = reply["record"]
             if generation:
                 record.pop("environment", None)  # the first process's describes them all
-            entries[name] = {"process": generation, "record": record, "blocks": []}
+            entries[name] = {"process": generation, "record": record, "blocks": [],
+                             "forked": bool(getattr(workers[name], "forked", False))}
         loaded = clock()
         cycle_s, probe_s = float("nan"), 0.0
         planned = design.cycles

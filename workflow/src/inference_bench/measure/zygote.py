@@ -1,10 +1,10 @@
-"""A zygote: one process per comparison that imports the engines once, then forks each worker process from itself.
+"""A zygote: one process per comparison that imports torch once, then forks each PyTorch worker process from itself.
 
 A generation of fresh processes spent most of its time importing: a PyTorch worker imports torch and
-transformers' modeling code for about 4 of its 5 s of CPU on a Zen 5 core (an ONNX Runtime worker needs under
-1 s in all), so at batch 1 loading took 9.5 s of a 15 s generation on 2 cores, and the budget bought 7
-processes. Forked from a process that has those modules imported, a worker starts in milliseconds and pays
-only for its own model, session, compile and warm-up.
+transformers' modeling code for about 4 of its 5 s of CPU on a Zen 5 core, so at batch 1 loading took 9.5 s of
+a 15 s generation on 2 cores, and the budget bought 7 processes. Forked from a process that has those modules
+imported, a worker starts in milliseconds and pays only for its own model, compile and warm-up. (An ONNX Runtime
+worker imports neither and loads in under 1 s: it starts as a fresh interpreter, and its peak memory stays its own.)
 
 What the workers of one comparison share: the imported code, at the same addresses. What each has of its own,
 created after the fork: its model and engine session, every byte they allocate, its threads. The zygote itself
@@ -35,9 +35,9 @@ from inference_bench.errors import PipelineError
 log = logging.getLogger("workflow")
 
 #: Imported once by the zygote: what every worker would otherwise import for itself.
-PRELOADED = ("numpy", "onnxruntime", "torch", "transformers", "inference_bench.measure.worker",
-             "inference_bench.measure.runners", "inference_bench.models", "inference_bench.build.parity",
-             "inference_bench.build.reference", "inference_bench.inputs.batches")
+PRELOADED = ("numpy", "torch", "transformers", "inference_bench.measure.worker", "inference_bench.measure.runners",
+             "inference_bench.models", "inference_bench.build.parity", "inference_bench.build.reference",
+             "inference_bench.inputs.batches")
 
 
 class ZygoteError(PipelineError, RuntimeError):
