@@ -155,3 +155,24 @@ def test_a_calibration_with_an_impossible_cache_roof_still_ends_with_a_summary(t
     assert summary.loc["pytorch", "failure"].startswith("kept out: cpu/m/pytorch at batch 1, sequence 16 ran in 5.45 ms")
     assert "cache roof" in summary.loc["pytorch", "failure"]
     assert "**kept out**" in out["s.md"].read_text()
+
+
+def test_a_paired_speedup_counts_the_cycles_the_host_left_undisturbed():
+    from inference_bench.report.aggregate import speedup_columns, summary_row
+
+    host = {"counted": "undisturbed cycles", "disturbed_share": 1 / 3,
+            "disturbed_cycles": [[False, True, False], [False, False, True]]}
+    shape = {"hardware": "cpu", "model": "m", "batch_size": 1, "sequence_length": 16, "status": "ok",
+             "comparison": {"id": "c1"}, "host": host}
+    baseline = {**shape, "variant": "pytorch", "block_latencies_ms": [[[10.0]] * 3, [[10.0]] * 3],
+                "round_latencies_ms": [[10.0] * 3, [10.0] * 3]}
+    variant = {**shape, "variant": "ort-int8", "round_latencies_ms": [[5.0, 7.0, 5.0], [5.0, 5.0, 7.0]],
+               "block_latencies_ms": [[[5.0], [7.0], [5.0]], [[5.0], [5.0], [7.0]]]}  # 7.0: disturbed cycles
+    columns = speedup_columns(variant, {("cpu", "m", 1, 16): baseline})
+    assert columns["speedup_paired"] is True
+    assert columns["speedup_vs_pytorch"] == pytest.approx(2.0)
+    row = summary_row(variant)
+    assert row["host_disturbed_share"] == pytest.approx(1 / 3) and row["host_counted"] == "undisturbed cycles"
+    # A result from before the host probes counts every cycle.
+    old = {k: v for k, v in baseline.items() if k != "host"}
+    assert speedup_columns(variant, {("cpu", "m", 1, 16): old})["speedup_vs_pytorch"] < 1.9

@@ -22,6 +22,7 @@ from inference_bench.measure.rounds import (
     cycle_order,
     progress_line,
     run_comparison,
+    speedup_estimates,
     variant_result,
     write_variant_result,
 )
@@ -177,13 +178,20 @@ class FakeClock:
         return self.now
 
 
-class FakeWorker:
-    """A variant's process with a known latency: `ms` times the process's own factor, the same every call.
-    Loading costs `load_s` of the fake clock (the workers of a generation load one after the other here), a
-    block sizes at 4 calls, each call costs its latency."""
+def undisturbed(now: float) -> bool:
+    return True
 
-    def __init__(self, clock: FakeClock, ms: float, factor: float, load_s: float) -> None:
+
+class FakeWorker:
+    """A variant's process with a known latency: `ms` times the process's own factor, the same every call,
+    times `disturbed_factor` while `host_undisturbed(clock)` says the host is disturbed (when its probe, 8 ms
+    undisturbed, reads 10% slower). Loading costs `load_s` of the fake clock (the workers of a generation load
+    one after the other here), a block sizes at 4 calls, each call costs its latency."""
+
+    def __init__(self, clock: FakeClock, ms: float, factor: float, load_s: float,
+                 host_undisturbed=undisturbed, disturbed_factor: float = 1.0) -> None:
         self.clock, self.ms, self.load_s = clock, ms * factor, load_s
+        self.host_undisturbed, self.disturbed_factor = host_undisturbed, disturbed_factor
         self.pending = None
 
     def send(self, message):
@@ -195,11 +203,16 @@ class FakeWorker:
             self.clock.now += self.load_s
             record = {"status": "ok", "batch_size": 2, "flops_per_batch": 1.0, "canary_ms": 1.0, "environment": {}}
             return {"status": "ok", "record": record}
+        calm = self.host_undisturbed(self.clock.now)
+        if message["op"] == "probe":
+            self.clock.now += 0.04
+            return {"status": "ok", "probe_ms": 8.0 if calm else 8.8}
+        ms = self.ms if calm else self.ms * self.disturbed_factor
         calls = 4 if message["op"] == "size" else message["calls"]
-        self.clock.now += calls * self.ms / 1000.0
+        self.clock.now += calls * ms / 1000.0
         if message["op"] == "size":
             return {"status": "ok", "calls_per_block": 4}
-        return {"status": "ok", "latencies_ms": [self.ms] * calls, "quiet": {"wall_s": 0.01}}
+        return {"status": "ok", "latencies_ms": [ms] * calls, "quiet": {"wall_s": 0.01}}
 
     def ask(self, message):
         self.send(message)
@@ -218,8 +231,10 @@ class FakeWorker:
         return {}
 
 
-def fake_comparison(design: Design, process_factor, load_s: float = 1.0):
-    """Baseline at 10 ms in every process; the variant at 5 ms times process_factor(g) in its g-th process."""
+def fake_comparison(design: Design, process_factor, load_s: float = 1.0, host_undisturbed=undisturbed,
+                    disturbed_factor: float = 1.0):
+    """Baseline at 10 ms in every process; the variant at 5 ms times process_factor(g) in its g-th process, and
+    times disturbed_factor while host_undisturbed(clock) is False."""
     clock, started = FakeClock(), {"pytorch": 0, "onnx-fp32": 0}
 
     def start(job: BenchmarkJob, label: str) -> FakeWorker:
@@ -227,8 +242,8 @@ def fake_comparison(design: Design, process_factor, load_s: float = 1.0):
         generation = started[name]
         started[name] += 1
         if name == "pytorch":
-            return FakeWorker(clock, 10.0, 1.0, load_s)
-        return FakeWorker(clock, 5.0, process_factor(generation), load_s)
+            return FakeWorker(clock, 10.0, 1.0, load_s, host_undisturbed)
+        return FakeWorker(clock, 5.0, process_factor(generation), load_s, host_undisturbed, disturbed_factor)
 
     paths = {"model_dir": "m", "reference": "r.npz"}
     jobs = (_job(paths, "pytorch"), _job(paths, "onnx-fp32", "x.onnx"))
@@ -290,4 +305,61 @@ def test_a_slow_shape_gets_fewer_cycles_so_that_its_processes_fit_the_budget():
     assert planned_cycles(design, 0, elapsed_s=0.0, load_s=30.0, cycle_s=8.0) == 2
     assert planned_cycles(design, 0, elapsed_s=0.0, load_s=10.0, cycle_s=1.5) == 4  # batch 1: room enough
     assert planned_cycles(design, 2, elapsed_s=80.0, load_s=10.0, cycle_s=8.0) == 3  # the last of the three
-    assert planned_cycles(design, 3, elapsed_s=100.0, load_s=10.0, cycle_s=8.0) == 4  # beyond: the budget cuts it
+    # Beyond the minimum of processes, one more generation gets what fits: one cycle is worth another process.
+    assert planned_cycles(design, 3, elapsed_s=100.0, load_s=10.0, cycle_s=8.0) == 1
+    assert planned_cycles(design, 1, elapsed_s=40.0, load_s=30.0, cycle_s=8.0) == 1
+    assert planned_cycles(design, 3, elapsed_s=20.0, load_s=10.0, cycle_s=1.5) == 4
+
+
+def test_cycles_the_host_disturbed_are_left_out_of_the_speedup_and_counted():
+    """The variant runs 25% slower while the host is disturbed (every other 10 s of the fake clock), and the
+    probe reads 10% slower then: the speedup is the undisturbed one (2.0 exactly), and the record says what
+    share of cycles were left out."""
+    design = Design(processes=3, max_processes=8, cycles=3, target_interval=0.03, time_budget_s=1e6)
+
+    def calm(now: float) -> bool:
+        return int(now // 10) % 2 == 0
+
+    record = fake_comparison(design, lambda g: 1.0, load_s=2.0, host_undisturbed=calm, disturbed_factor=1.25)
+    host = record["stopping"]["host"]
+    assert host["counted"] == "undisturbed cycles" and 0 < host["disturbed_share"] < 1
+    assert host["probe_undisturbed_ms"] == 8.0
+    result = variant_result(record, "onnx-fp32")
+    estimate = speedup_estimates({n: v["processes"] for n, v in record["variants"].items()}, "pytorch",
+                                 design.max_host_slowdown)["onnx-fp32"]
+    assert estimate.value == pytest.approx(2.0, rel=1e-12)
+    # Counting every cycle would have mixed in the disturbed ones.
+    everything = speedup_estimates({n: v["processes"] for n, v in record["variants"].items()}, "pytorch", 0.0)
+    assert everything["onnx-fp32"].value < 1.95
+    assert result["host"]["disturbed_cycles"] == host["disturbed_cycles"]
+    assert sum(map(len, host["disturbed_cycles"])) == sum(len(p["blocks"]) for p in
+                                                          record["variants"]["pytorch"]["processes"])
+
+
+def test_a_host_disturbed_throughout_counts_every_cycle_and_says_so():
+    design = Design(processes=3, max_processes=3, cycles=3, target_interval=0.03, time_budget_s=1e6)
+
+    def calm(now: float) -> bool:  # undisturbed while the first process's first cycles are timed only
+        return now < 2.2
+
+    record = fake_comparison(design, lambda g: 1.0, host_undisturbed=calm, disturbed_factor=1.25)
+    host = record["stopping"]["host"]
+    undisturbed = [sum(not flag for flag in process) for process in host["disturbed_cycles"]]
+    assert undisturbed[0] > 0 and undisturbed[1:] == [0, 0]
+    assert host["counted"] == "every cycle"  # one process is too few to count its cycles alone
+
+
+def test_without_host_probes_every_cycle_counts():
+    design = Design(processes=2, max_processes=2, cycles=3, time_budget_s=1e6, max_host_slowdown=0.0)
+    record = fake_comparison(design, lambda g: 1.0)
+    assert record["stopping"]["host"]["counted"] == "unprobed"
+    assert "host_probes_ms" not in record["variants"]["pytorch"]["processes"][0]
+
+
+def test_the_baseline_process_probes_the_host_around_every_cycle(comparison):
+    """The real worker times the probe: one before each cycle and one after the last, in the baseline's process."""
+    for process in comparison["variants"]["pytorch"]["processes"]:
+        assert len(process["host_probes_ms"]) == len(process["blocks"]) + 1
+        assert all(0 < ms < 1000 for ms in process["host_probes_ms"])
+    assert all("host_probes_ms" not in p for p in comparison["variants"]["onnx-fp32"]["processes"])
+    assert comparison["stopping"]["host"]["counted"] in ("undisturbed cycles", "every cycle")

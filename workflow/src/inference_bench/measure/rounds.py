@@ -57,6 +57,7 @@ import inference_bench
 from inference_bench import layout
 from inference_bench.artifacts import read_json, write_json_atomic
 from inference_bench.errors import PipelineError
+from inference_bench.measure.host import disturbed_cycles, disturbed_share, kept_cycles, undisturbed_level
 from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, failure_record
 from inference_bench.measure.statistics import Estimate, median_interval, paired_block_speedup, relative_half_width
 from inference_bench.measure.timing import latency_statistics
@@ -69,8 +70,13 @@ log = logging.getLogger(__name__)
 
 #: The package's parent: a worker imports this checkout's code, whatever else is installed.
 _SOURCE = Path(inference_bench.__file__).resolve().parents[1]
-#: A generation keeps at least this many cycles before the budget may end it: one ratio has no spread.
+#: The first generation keeps at least this many cycles before the budget may end it (were it the only one, one
+#: ratio would have no spread); later ones at least one: there the processes are the replicates.
 MIN_CYCLES = 2
+
+
+def fewest_cycles(generation: int) -> int:
+    return MIN_CYCLES if generation == 0 else 1
 
 
 class WorkerError(PipelineError, RuntimeError):
@@ -87,14 +93,15 @@ class Design:
     block_s: float = 0.2  # a block's length: calls per block = block_s / a warm-up call's time, at least 1
     target_interval: float = 0.03  # +-: every speedup's interval within this share of its estimate
     time_budget_s: float = 120.0  # per comparison's processes, loading included
+    max_host_slowdown: float = 0.07  # a cycle counts when the host probes around it are within this (measure.host)
 
     def __post_init__(self) -> None:
         if not 1 <= self.processes <= self.max_processes:
             raise ValueError(f"need 1 <= processes ({self.processes}) <= max_processes ({self.max_processes})")
         if self.cycles < MIN_CYCLES:
             raise ValueError(f"cycles must be >= {MIN_CYCLES}, got {self.cycles}")
-        if self.block_s < 0 or self.target_interval <= 0 or self.time_budget_s <= 0:
-            raise ValueError("block_s must be >= 0, target_interval and time_budget_s > 0")
+        if self.block_s < 0 or self.target_interval <= 0 or self.time_budget_s <= 0 or self.max_host_slowdown < 0:
+            raise ValueError("block_s and max_host_slowdown must be >= 0, target_interval and time_budget_s > 0")
 
 
 #: The config keys (benchmark.<key>) that make a comparison's Design.
@@ -254,11 +261,14 @@ def cycle_order(variants: list[str], cycle: int) -> list[str]:
     return list(variants) if cycle % 2 == 0 else list(reversed(variants))
 
 
-def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, Estimate]:
-    """Every variant's paired speedup over the baseline from the processes timed so far (complete cycles only)."""
+def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str,
+                      max_host_slowdown: float = 0.0) -> dict[str, Estimate]:
+    """Every variant's paired speedup over the baseline from the processes timed so far (complete cycles only;
+    those the host disturbed left out, where enough are not: measure.host)."""
     if not processes.get(baseline):
         return {}
     base = block_medians(processes[baseline])
+    disturbed = host_disturbed_cycles(processes[baseline], max_host_slowdown)
     estimates = {}
     for name, timed in processes.items():
         if name == baseline or not timed:
@@ -267,9 +277,16 @@ def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str)
         cycles = [min(len(b), len(m)) for b, m in zip(base, mine)]
         if len(mine) != len(base) or min(cycles) == 0:
             continue
+        kept = kept_cycles([flags[:n] for flags, n in zip(disturbed, cycles)])
         estimates[name] = paired_block_speedup([b[:n] for b, n in zip(base, cycles)],
-                                               [m[:n] for m, n in zip(mine, cycles)])
+                                               [m[:n] for m, n in zip(mine, cycles)], kept)
     return estimates
+
+
+def host_disturbed_cycles(baseline_processes: list[dict[str, Any]], max_host_slowdown: float) -> list[list[bool]]:
+    """[process][cycle]: whether the host probes the baseline's processes took around each cycle saw it disturbed."""
+    return disturbed_cycles([p.get("host_probes_ms") or [] for p in baseline_processes],
+                            [len(p["blocks"]) for p in baseline_processes], max_host_slowdown)
 
 
 def latency_estimates(processes: dict[str, list[dict[str, Any]]]) -> dict[str, Estimate]:
@@ -339,26 +356,30 @@ def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob
             stopped_by = "every variant failed"
             break
         if generation >= design.processes:
-            estimates = _estimates(timed, comparison.baseline, failed)
+            estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
             if widest(estimates) <= design.target_interval:
                 stopped_by = "target"
                 break
-        if costs and clock() - began + costs[-1]["load_s"] + MIN_CYCLES * costs[-1]["cycle_s"] > design.time_budget_s:
+        if costs and clock() - began + costs[-1]["load_s"] + costs[-1]["cycle_s"] > design.time_budget_s:
             stopped_by = "budget"
             break
         cost, out_of_budget = _generation(comparison, generation, live, start_worker, timed, failed, block_calls,
                                           clock, began)
         costs.append(cost)
-        estimates = _estimates(timed, comparison.baseline, failed)
+        estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
         log.info("%s", progress_line(shape, generation + 1, design, widest(estimates), clock() - began))
         if out_of_budget:
             stopped_by = "budget"
             break
     else:
-        estimates = _estimates(timed, comparison.baseline, failed)
+        estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
         if widest(estimates) <= design.target_interval:
             stopped_by = "target"
     _warn_of_noise(shape, timed)
+    host = host_summary(timed.get(comparison.baseline) or [], design.max_host_slowdown)
+    if host["counted"] == "every cycle":
+        log.warning("%s: the host was disturbed in %.0f%% of the cycles (measure.host), too many to leave out: its "
+                    "speedups count every cycle, and mix the host's two states", shape, 100 * host["disturbed_share"])
     return {
         "comparison_id": uuid.uuid4().hex[:12],
         "started": started,
@@ -368,11 +389,25 @@ def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob
                      "processes": max((len(t) for t in timed.values()), default=0),
                      "reached_target": widest(estimates) <= design.target_interval,
                      "half_widths": {name: relative_half_width(e) for name, e in estimates.items()},
-                     "generation_costs": costs},
+                     "generation_costs": costs, "host": host},
         "gemms": gemms,
         "variants": {name: ({"failed": failed[name]} if name in failed else {"processes": timed[name]})
                      for name in jobs},
     }
+
+
+def host_summary(baseline_processes: list[dict[str, Any]], max_host_slowdown: float) -> dict[str, Any]:
+    """What the host probes saw over a comparison: which cycles were disturbed, and which ones the speedups count
+    ("undisturbed cycles"; "every cycle" where too few were undisturbed; "unprobed" without probes)."""
+    disturbed = host_disturbed_cycles(baseline_processes, max_host_slowdown)
+    probes = [x for p in baseline_processes for x in p.get("host_probes_ms") or []]
+    if not probes or max_host_slowdown <= 0:
+        counted = "unprobed"
+    else:
+        counted = "undisturbed cycles" if kept_cycles(disturbed) is not None else "every cycle"
+    return {"max_host_slowdown": max_host_slowdown, "probe_undisturbed_ms": undisturbed_level(probes) if probes else None,
+            "disturbed_cycles": disturbed, "disturbed_share": disturbed_share(disturbed) if probes else None,
+            "counted": counted}
 
 
 def _warn_of_noise(shape: str, timed: dict[str, list[dict[str, Any]]]) -> None:
@@ -385,10 +420,10 @@ def _warn_of_noise(shape: str, timed: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def _estimates(timed: dict[str, list[dict[str, Any]]], baseline: str,
-               failed: dict[str, dict[str, Any]]) -> dict[str, Estimate]:
+               failed: dict[str, dict[str, Any]], max_host_slowdown: float) -> dict[str, Estimate]:
     live = {name: processes for name, processes in timed.items() if name not in failed}
     if baseline in live:
-        return speedup_estimates(live, baseline)
+        return speedup_estimates(live, baseline, max_host_slowdown)
     return latency_estimates(live)
 
 
@@ -427,15 +462,20 @@ def _generation(comparison: Comparison, generation: int, live: list[str],
         loaded = clock()
         cycle_s, probe_s = float("nan"), 0.0
         planned = design.cycles
+        probing_host = design.max_host_slowdown > 0 and jobs[comparison.baseline].hardware.device == "cpu" \
+            if comparison.baseline in jobs else False
+        host_probes: list[float] = []
         for cycle in range(design.cycles):
             cycle_began = clock()
             if cycle == 1:  # one cycle timed: what the rest of this generation can have is known
                 planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began + probe_s, cycle_s)
             if cycle >= planned:
                 break
-            if cycle >= MIN_CYCLES and cycle_began - began + cycle_s > design.time_budget_s:
+            if cycle >= fewest_cycles(generation) and cycle_began - began + cycle_s > design.time_budget_s:
                 out_of_budget = True
                 break
+            if probing_host:  # the host's state before each cycle (and after the last, below)
+                _probe_host(workers, comparison.baseline, host_probes)
             for position, name in enumerate(cycle_order([n for n in live if n in workers], cycle)):
                 workers[name].resume()
                 if cycle == 0:
@@ -469,6 +509,10 @@ def _generation(comparison: Comparison, generation: int, live: list[str],
                                                 "idle_workers_cpu_s": idle_s})
             took = clock() - cycle_began - (probe_s if cycle == 0 else 0.0)  # the probes are the loading's cost
             cycle_s = took if math.isnan(cycle_s) else max(cycle_s, took)
+        if probing_host and host_probes:
+            _probe_host(workers, comparison.baseline, host_probes)
+            if comparison.baseline in entries and len(host_probes) == len(entries[comparison.baseline]["blocks"]) + 1:
+                entries[comparison.baseline]["host_probes_ms"] = host_probes
         for name, worker in list(workers.items()):
             if name in entries:
                 entries[name]["closing"] = worker.close()
@@ -481,16 +525,30 @@ def _generation(comparison: Comparison, generation: int, live: list[str],
             out_of_budget)
 
 
+def _probe_host(workers: dict[str, Worker], baseline: str, probes: list[float]) -> None:
+    """The baseline's process times the host probe (measure.host) between two cycles; nothing when it is gone."""
+    worker = workers.get(baseline)
+    if worker is None:
+        return
+    worker.resume()
+    reply = worker.ask({"op": "probe"})
+    if baseline in workers:
+        worker.pause()
+    if reply.get("status") == "ok":
+        probes.append(float(reply["probe_ms"]))
+
+
 def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: float, cycle_s: float) -> int:
-    """Cycles for this generation: `design.cycles`, fewer (down to MIN_CYCLES) where that many would leave too
-    little of the budget for the `design.processes` generations every interval needs (a large batch on a
-    slow machine: its processes, not its cycles, are what the intervals count)."""
-    left = design.processes - generation
-    if left <= 0 or math.isnan(cycle_s) or cycle_s <= 0:
+    """Cycles for this generation: `design.cycles`, fewer (down to fewest_cycles) where that many would leave too
+    little of the budget for the `design.processes` generations every interval needs, or for one more beyond
+    them (a large batch on a slow machine: its processes, not its cycles, are what the intervals count; at
+    batch 32, sequence 128 on 2 cores a generation's loading and untimed calls cost 3 of its cycles)."""
+    if math.isnan(cycle_s) or cycle_s <= 0:
         return design.cycles
+    left = max(design.processes - generation, 1)
     share = (design.time_budget_s - elapsed_s) / left  # this generation's part of what is left
     fits = int((share - load_s) // cycle_s)
-    return max(MIN_CYCLES, min(design.cycles, fits))
+    return max(fewest_cycles(generation), min(design.cycles, fits))
 
 
 def _spent(before: dict[str, float | None], workers: dict[str, Worker]) -> float | None:
@@ -583,6 +641,9 @@ def variant_result(comparison: dict[str, Any], variant: str) -> dict[str, Any]:
         "calls_per_block": processes[0]["calls_per_block"],
         "reached_target": stopping.get("reached_target"),
         "stopped_by": stopping.get("stopped_by"),
+        # [process][cycle] of the comparison, from the host probes around each cycle (measure.host): the paired
+        # speedups leave the disturbed ones out where enough others remain (`host.counted` says).
+        "host": stopping.get("host") or {"counted": "unprobed", "disturbed_cycles": [], "disturbed_share": None},
         "design": comparison.get("design"),
         "achieved_gflops": first["flops_per_batch"] / (latency.value / 1000.0) / 1e9,
         "peak_rss_bytes": max((c.get("peak_rss_bytes") or 0) for c in closings) or None,

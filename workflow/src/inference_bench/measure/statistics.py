@@ -96,19 +96,28 @@ def speedup_interval(baseline: Rounds, variant: Rounds, paired: bool, seed: int 
     return Estimate(value, min(low, value), max(high, value))
 
 
-def paired_block_speedup(baseline: Sequence[Sequence[float]], variant: Sequence[Sequence[float]]) -> Estimate:
+def paired_block_speedup(baseline: Sequence[Sequence[float]], variant: Sequence[Sequence[float]],
+                         kept: Sequence[Sequence[bool]] | None = None) -> Estimate:
     """How many times faster `variant` ran than `baseline` from block medians timed side by side:
     [process][cycle], the blocks of one cycle back to back (measure.rounds). Per process, the mean over cycles of
     log(baseline / variant): what drifted on the host between cycles cancels in each ratio. The speedup is the
     exponential of the mean over processes, with a t interval over processes (P - 1 degrees of freedom): a
     process's layout and placement stay with it for all its cycles, so the process is the replicate. With a
-    single process, the interval is over its cycles and says nothing about the next process."""
+    single process, the interval is over its cycles and says nothing about the next process.
+    `kept` ([process][cycle], measure.host.kept_cycles) counts only the cycles timed while the host was
+    undisturbed; a process with none of them is left out."""
     if len(baseline) != len(variant) or any(len(b) != len(v) for b, v in zip(baseline, variant)):
         raise ValueError("paired blocks need the same processes and cycles on both sides")
     if len(baseline) == 0 or any(len(b) == 0 for b in baseline):
         raise ValueError("every process needs at least one block")
     ratios = [np.log(np.asarray(b, dtype=np.float64)) - np.log(np.asarray(v, dtype=np.float64))
               for b, v in zip(baseline, variant)]
+    if kept is not None:
+        if len(kept) != len(ratios) or any(len(k) != r.size for k, r in zip(kept, ratios)):
+            raise ValueError("the kept cycles need the same processes and cycles as the blocks")
+        ratios = [r[np.asarray(k, dtype=bool)] for r, k in zip(ratios, kept) if any(k)]
+        if not ratios:
+            raise ValueError("no cycle is kept")
     replicates = np.array([r.mean() for r in ratios]) if len(ratios) > 1 else ratios[0]
     centre = float(replicates.mean())
     if replicates.size == 1:

@@ -11,6 +11,8 @@ message at a time on the first pipe and reads the reply on the second; stdout an
   such a block.
 - `{"op": "block", "calls": n}`: time n calls behind the quiet-machine check. Reply: the latencies and what the
   check saw, or a failed record.
+- `{"op": "probe"}`: time the host probe (measure.host; the baseline's worker, which has torch). Reply:
+  `{"status": "ok", "probe_ms": ms}`.
 - `{"op": "close"}`: reply with what is known at the end (peak memory, compiler counters), then exit.
 
 Between messages the worker sleeps in a blocking read of its pipe (and the comparison holds it stopped while
@@ -29,6 +31,7 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
+from inference_bench.measure.host import HostProbe
 from inference_bench.measure.run import BenchmarkFailure, BenchmarkJob, TimedVariant, failure_record
 
 log = logging.getLogger("workflow")
@@ -50,6 +53,7 @@ def _timed(variant: TimedVariant, message: dict[str, Any]) -> dict[str, Any]:
 def serve(commands: Connection, replies: Connection) -> None:
     """Answer the comparison's messages until it says close (or goes away)."""
     variant: TimedVariant | None = None
+    probe: HostProbe | None = None
     job: BenchmarkJob | None = None
     config_for_hash: Any = None
     while True:
@@ -72,6 +76,9 @@ def serve(commands: Connection, replies: Connection) -> None:
                 reply = {"status": "ok", **_timed(variant, message)}
             except BenchmarkFailure as failure:
                 reply = _failed(job, failure, config_for_hash)
+        elif op == "probe":
+            probe = probe or HostProbe()
+            reply = {"status": "ok", "probe_ms": probe()}
         elif op == "close":
             replies.send_bytes(json.dumps(variant.closing() if variant is not None else {}).encode())
             return

@@ -303,6 +303,8 @@ def _design_notes(timed: pd.DataFrame) -> list[str]:
     else:
         notes.append("No PyTorch row was timed with these variants, so there are no speedups: compare latencies "
                      "within one table only.")
+    if "host_disturbed_share" in timed and timed["host_disturbed_share"].notna().any():
+        notes.append(host_note(timed))
     if "reached_target" in timed and timed["reached_target"].notna().any():
         target = pd.to_numeric(timed["target_interval"], errors="coerce").max() if "target_interval" in timed \
             else math.nan
@@ -318,6 +320,21 @@ def _design_notes(timed: pd.DataFrame) -> list[str]:
     if "speedup_paired" in timed and (timed["speedup_paired"].astype(str) == "False").any():
         notes.append(f"{UNPAIRED_MARK} timed in another comparison than its PyTorch row: resampled unpaired.")
     return notes
+
+
+def host_note(timed: pd.DataFrame) -> str:
+    """How much of the comparisons' time the host was disturbed, and what the speedups counted (measure.host)."""
+    shares = pd.to_numeric(timed["host_disturbed_share"], errors="coerce").dropna()
+    low, high = round(100 * shares.min()), round(100 * shares.max())
+    span = f"{low}%" if low == high else f"{low}–{high}%"
+    note = (f"The host was disturbed (a probe between cycles more than its tolerance slower than its undisturbed "
+            f"level) in {span} of each comparison's cycles; the speedups count the undisturbed cycles only.")
+    everything = timed[timed.get("host_counted", pd.Series(dtype=object)).astype(str) == "every cycle"]
+    shapes = sorted({(int(r.batch_size), int(r.sequence_length)) for r in everything.itertuples()})
+    if shapes:
+        note += (f" At {', '.join(f'batch {b}, sequence {q}' for b, q in shapes)} too few processes had an "
+                 f"undisturbed cycle: there they count every cycle, and mix the host's two states.")
+    return note
 
 
 def _span(values: pd.Series) -> str:

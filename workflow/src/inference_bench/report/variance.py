@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from inference_bench.measure.host import kept_cycles
 from inference_bench.variants import BASELINE
 
 Blocks = Sequence[Sequence[Sequence[float]]]  # [process][block][call] latencies in ms
 
 VARIANCE_COLUMNS = ["hardware", "model", "variant", "batch_size", "sequence_length", "processes", "blocks_per_process",
                     "calls_per_block", "call_sd", "block_sd", "process_sd", "pair_cycle_sd", "pair_process_sd",
-                    "process_cost_s", "cycle_cost_s", "cycles_recommended", "processes_for_target"]
+                    "host_disturbed_share", "process_cost_s", "cycle_cost_s", "cycles_recommended", "processes_for_target"]
 
 
 def level_variances(blocks: Blocks) -> dict[str, float]:
@@ -51,11 +52,14 @@ def level_variances(blocks: Blocks) -> dict[str, float]:
     return {"T1": t1, "T2": t2, "T3": t3, "S1": s1, "S2": s2, "S3": s3}
 
 
-def pair_variances(baseline_medians: Sequence[Sequence[float]],
-                   variant_medians: Sequence[Sequence[float]]) -> dict[str, float]:
-    """The paired log ratio's cycle component and process component ([process][cycle] block medians)."""
+def pair_variances(baseline_medians: Sequence[Sequence[float]], variant_medians: Sequence[Sequence[float]],
+                   kept: Sequence[Sequence[bool]] | None = None) -> dict[str, float]:
+    """The paired log ratio's cycle component and process component ([process][cycle] block medians), over the
+    `kept` cycles only where given (those the host did not disturb: measure.host)."""
     ratios = [np.log(np.asarray(b, dtype=np.float64)) - np.log(np.asarray(v, dtype=np.float64))
               for b, v in zip(baseline_medians, variant_medians)]
+    if kept is not None:
+        ratios = [r[np.asarray(k, dtype=bool)] for r, k in zip(ratios, kept) if any(k)]
     cycles = np.mean([r.size for r in ratios])
     cycle = _mean_or_nan([r.var(ddof=1) for r in ratios if r.size > 1])
     means = np.array([r.mean() for r in ratios])
@@ -111,7 +115,10 @@ def variance_table(results: Iterable[dict[str, Any]], target: float) -> pd.DataF
         same = baseline is not None and baseline is not record and \
             (baseline.get("comparison") or {}).get("id") == (record.get("comparison") or {}).get("id")
         if same and _aligned(baseline["block_latencies_ms"], blocks):
-            pair = pair_variances(_medians(baseline["block_latencies_ms"]), _medians(blocks))
+            disturbed = (baseline.get("host") or {}).get("disturbed_cycles")
+            kept = kept_cycles(disturbed) if disturbed and _aligned(disturbed, blocks) else None
+            pair = pair_variances(_medians(baseline["block_latencies_ms"]), _medians(blocks), kept)
+        row["host_disturbed_share"] = (record.get("host") or {}).get("disturbed_share")
         cycles = cycles_recommended(row["process_cost_s"], row["cycle_cost_s"], pair["cycle"], pair["process"])
         row |= {"pair_cycle_sd": _sd(pair["cycle"]), "pair_process_sd": _sd(pair["process"]),
                 "cycles_recommended": cycles or None,
@@ -147,19 +154,24 @@ def variance_markdown(table: pd.DataFrame, machine: str) -> str:
                      f"{row.processes} × {row.blocks_per_process:.0f} × {row.calls_per_block:.0f}",
                      _percent(row.call_sd), _percent(row.block_sd), _percent(row.process_sd),
                      _percent(row.pair_cycle_sd), _percent(row.pair_process_sd),
-                     _count(row.cycles_recommended), _count(row.processes_for_target)])
+                     _share(getattr(row, "host_disturbed_share", None)), _count(row.cycles_recommended), _count(row.processes_for_target)])
     header = ["variant", "batch", "seq", "processes × blocks × calls", "calls", "blocks", "processes",
-              "paired: cycles", "paired: processes", "cycles (K&J)", "processes for the target"]
+              "paired: cycles", "paired: processes", "host disturbed", "cycles (K&J)", "processes for the target"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return (f"Measured on {machine}, in the default run whose results the README shows. Each level's own spread is a "
             f"relative standard deviation (of log latencies); \"paired\" is the spread of the log ratio of the "
-            f"baseline's block to the variant's in the same cycle (the baseline's own row has none).\n\n"
+            f"baseline's block to the variant's in the same cycle (the baseline's own row has none), over the cycles the "
+            f"host left undisturbed (\"host disturbed\": the share of the comparison's cycles it did not).\n\n"
             + "\n".join(lines) + "\n")
 
 
 def _percent(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def _share(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
 
 
 def _count(value: Any) -> str:
