@@ -275,3 +275,14 @@ def test_the_roofline_note_names_both_roofs_and_the_theoretical_peak():
     # 500 measured against 2 x 64 x 2.5 = 320: above the nominal clock's peak, so the clock it implies is said.
     assert "= 320 GFLOP/s, at a test clock; the measured 500 is 156% of it, as if the cores ran at 3.91 GHz." in note
     assert roofline_note({}) == ""  # a summary from before the roofline
+
+
+def test_the_design_note_says_how_much_the_host_disturbed_and_what_the_speedups_counted():
+    from inference_bench.report.readme import host_note
+
+    rows = pd.DataFrame([{"batch_size": 1, "sequence_length": 16, "host_disturbed_share": 0.2, "host_counted": "every cycle"},
+                         {"batch_size": 32, "sequence_length": 128, "host_disturbed_share": 0.55,
+                          "host_counted": "every cycle"}])
+    assert "in 20–55% of each comparison's cycles; the speedups count every cycle" in host_note(rows)
+    rows.loc[1, "host_counted"] = "undisturbed cycles"
+    assert "the speedups at batch 32, sequence 128 count the undisturbed cycles only" in host_note(rows)

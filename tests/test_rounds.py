@@ -305,17 +305,15 @@ def test_a_slow_shape_gets_fewer_cycles_so_that_its_processes_fit_the_budget():
     assert planned_cycles(design, 0, elapsed_s=0.0, load_s=30.0, cycle_s=8.0) == 2
     assert planned_cycles(design, 0, elapsed_s=0.0, load_s=10.0, cycle_s=1.5) == 4  # batch 1: room enough
     assert planned_cycles(design, 2, elapsed_s=80.0, load_s=10.0, cycle_s=8.0) == 3  # the last of the three
-    # Beyond the minimum of processes, one more generation gets what fits: one cycle is worth another process.
-    assert planned_cycles(design, 3, elapsed_s=100.0, load_s=10.0, cycle_s=8.0) == 1
-    assert planned_cycles(design, 1, elapsed_s=40.0, load_s=30.0, cycle_s=8.0) == 1
-    assert planned_cycles(design, 3, elapsed_s=20.0, load_s=10.0, cycle_s=1.5) == 4
+    assert planned_cycles(design, 3, elapsed_s=100.0, load_s=10.0, cycle_s=8.0) == 4  # beyond: the budget cuts it
 
 
 def test_cycles_the_host_disturbed_are_left_out_of_the_speedup_and_counted():
     """The variant runs 25% slower while the host is disturbed (every other 10 s of the fake clock), and the
     probe reads 10% slower then: the speedup is the undisturbed one (2.0 exactly), and the record says what
     share of cycles were left out."""
-    design = Design(processes=3, max_processes=8, cycles=3, target_interval=0.03, time_budget_s=1e6)
+    design = Design(processes=3, max_processes=8, cycles=3, target_interval=0.03, time_budget_s=1e6,
+                    undisturbed_only=True)
 
     def calm(now: float) -> bool:
         return int(now // 10) % 2 == 0
@@ -326,18 +324,24 @@ def test_cycles_the_host_disturbed_are_left_out_of_the_speedup_and_counted():
     assert host["probe_undisturbed_ms"] == 8.0
     result = variant_result(record, "onnx-fp32")
     estimate = speedup_estimates({n: v["processes"] for n, v in record["variants"].items()}, "pytorch",
-                                 design.max_host_slowdown)["onnx-fp32"]
+                                 design.max_host_slowdown, undisturbed_only=True)["onnx-fp32"]
     assert estimate.value == pytest.approx(2.0, rel=1e-12)
     # Counting every cycle would have mixed in the disturbed ones.
-    everything = speedup_estimates({n: v["processes"] for n, v in record["variants"].items()}, "pytorch", 0.0)
+    everything = speedup_estimates({n: v["processes"] for n, v in record["variants"].items()}, "pytorch",
+                                   design.max_host_slowdown)
     assert everything["onnx-fp32"].value < 1.95
+    # By default the speedups count every cycle, and the record says how much of them the host disturbed.
+    default = fake_comparison(replace(design, undisturbed_only=False), lambda g: 1.0, load_s=2.0,
+                              host_undisturbed=calm, disturbed_factor=1.25)["stopping"]["host"]
+    assert default["counted"] == "every cycle" and 0 < default["disturbed_share"] < 1
     assert result["host"]["disturbed_cycles"] == host["disturbed_cycles"]
     assert sum(map(len, host["disturbed_cycles"])) == sum(len(p["blocks"]) for p in
                                                           record["variants"]["pytorch"]["processes"])
 
 
 def test_a_host_disturbed_throughout_counts_every_cycle_and_says_so():
-    design = Design(processes=3, max_processes=3, cycles=3, target_interval=0.03, time_budget_s=1e6)
+    design = Design(processes=3, max_processes=3, cycles=3, target_interval=0.03, time_budget_s=1e6,
+                    undisturbed_only=True)
 
     def calm(now: float) -> bool:  # undisturbed while the first process's first cycles are timed only
         return now < 2.2

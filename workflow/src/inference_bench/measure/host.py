@@ -25,6 +25,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 #: The probe: a chain of this many (rows x width) @ (width x width) float32 multiplies, timed `REPEATS` times
 #: (the median counts). About 8 ms a chain on a 2-core Zen 5, so about 40 ms a probe.
@@ -100,6 +101,17 @@ def kept_cycles(disturbed: Sequence[Sequence[bool]]) -> list[list[bool]] | None:
     if sum(any(process) for process in kept) < MIN_PROCESSES:
         return None
     return kept
+
+
+def counted_cycles(host: dict[str, Any] | None, blocks: Sequence[Sequence[Any]]) -> list[list[bool]] | None:
+    """[process][cycle]: the cycles a result's paired speedup counts, from its comparison's `host` record (None:
+    every one), where that record says the undisturbed ones count and it matches the blocks' processes and cycles."""
+    host = host or {}
+    disturbed = host.get("disturbed_cycles")
+    if host.get("counted") != "undisturbed cycles" or not disturbed or len(disturbed) != len(blocks) or \
+            any(len(d) != len(b) for d, b in zip(disturbed, blocks)):
+        return None
+    return kept_cycles(disturbed)
 
 
 def disturbed_share(disturbed: Sequence[Sequence[bool]]) -> float | None:

@@ -70,13 +70,8 @@ log = logging.getLogger(__name__)
 
 #: The package's parent: a worker imports this checkout's code, whatever else is installed.
 _SOURCE = Path(inference_bench.__file__).resolve().parents[1]
-#: The first generation keeps at least this many cycles before the budget may end it (were it the only one, one
-#: ratio would have no spread); later ones at least one: there the processes are the replicates.
+#: A generation keeps at least this many cycles before the budget may end it: one ratio has no spread.
 MIN_CYCLES = 2
-
-
-def fewest_cycles(generation: int) -> int:
-    return MIN_CYCLES if generation == 0 else 1
 
 
 class WorkerError(PipelineError, RuntimeError):
@@ -93,7 +88,8 @@ class Design:
     block_s: float = 0.2  # a block's length: calls per block = block_s / a warm-up call's time, at least 1
     target_interval: float = 0.03  # +-: every speedup's interval within this share of its estimate
     time_budget_s: float = 120.0  # per comparison's processes, loading included
-    max_host_slowdown: float = 0.07  # a cycle counts when the host probes around it are within this (measure.host)
+    max_host_slowdown: float = 0.07  # a cycle is disturbed when a host probe around it is slower (measure.host)
+    undisturbed_only: bool = False  # the speedups count the undisturbed cycles only (measure.host says when)
 
     def __post_init__(self) -> None:
         if not 1 <= self.processes <= self.max_processes:
@@ -261,10 +257,10 @@ def cycle_order(variants: list[str], cycle: int) -> list[str]:
     return list(variants) if cycle % 2 == 0 else list(reversed(variants))
 
 
-def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str,
-                      max_host_slowdown: float = 0.0) -> dict[str, Estimate]:
+def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str, max_host_slowdown: float = 0.0,
+                      undisturbed_only: bool = False) -> dict[str, Estimate]:
     """Every variant's paired speedup over the baseline from the processes timed so far (complete cycles only;
-    those the host disturbed left out, where enough are not: measure.host)."""
+    with `undisturbed_only`, those the host disturbed left out where enough others remain: measure.host)."""
     if not processes.get(baseline):
         return {}
     base = block_medians(processes[baseline])
@@ -277,7 +273,7 @@ def speedup_estimates(processes: dict[str, list[dict[str, Any]]], baseline: str,
         cycles = [min(len(b), len(m)) for b, m in zip(base, mine)]
         if len(mine) != len(base) or min(cycles) == 0:
             continue
-        kept = kept_cycles([flags[:n] for flags, n in zip(disturbed, cycles)])
+        kept = kept_cycles([flags[:n] for flags, n in zip(disturbed, cycles)]) if undisturbed_only else None
         estimates[name] = paired_block_speedup([b[:n] for b, n in zip(base, cycles)],
                                                [m[:n] for m, n in zip(mine, cycles)], kept)
     return estimates
@@ -312,8 +308,9 @@ def run_comparison(comparison: Comparison, log_path: str | None = None,
                    clock: Callable[[], float] = time.monotonic,
                    time_gemms: Callable[[BenchmarkJob], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Time every variant in generations of processes and interleaved blocks until the design's stopping rule
-    or its budget ends it; return the comparison's record (what its rule writes). The workers are forked from a
-    zygote that has the engines imported (measure.zygote), started once the budget's clock runs. Tests hand in
+    or its budget ends it; return the comparison's record (what its rule writes). PyTorch's workers are forked
+    from a zygote that has torch and transformers imported (measure.zygote), started once the budget's clock runs;
+    ONNX Runtime's start as fresh interpreters. Tests hand in
     fake workers, a fake clock and no matrix-multiply timing."""
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     gemms = (time_gemms or shape_gemms)(comparison.jobs[0])  # a few seconds, before the budget's clock starts
@@ -356,28 +353,28 @@ def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob
             stopped_by = "every variant failed"
             break
         if generation >= design.processes:
-            estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
+            estimates = _estimates(timed, comparison.baseline, failed, design)
             if widest(estimates) <= design.target_interval:
                 stopped_by = "target"
                 break
-        if costs and clock() - began + costs[-1]["load_s"] + costs[-1]["cycle_s"] > design.time_budget_s:
+        if costs and clock() - began + costs[-1]["load_s"] + MIN_CYCLES * costs[-1]["cycle_s"] > design.time_budget_s:
             stopped_by = "budget"
             break
         cost, out_of_budget = _generation(comparison, generation, live, start_worker, timed, failed, block_calls,
                                           clock, began)
         costs.append(cost)
-        estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
+        estimates = _estimates(timed, comparison.baseline, failed, design)
         log.info("%s", progress_line(shape, generation + 1, design, widest(estimates), clock() - began))
         if out_of_budget:
             stopped_by = "budget"
             break
     else:
-        estimates = _estimates(timed, comparison.baseline, failed, design.max_host_slowdown)
+        estimates = _estimates(timed, comparison.baseline, failed, design)
         if widest(estimates) <= design.target_interval:
             stopped_by = "target"
     _warn_of_noise(shape, timed)
-    host = host_summary(timed.get(comparison.baseline) or [], design.max_host_slowdown)
-    if host["counted"] == "every cycle":
+    host = host_summary(timed.get(comparison.baseline) or [], design.max_host_slowdown, design.undisturbed_only)
+    if design.undisturbed_only and host["counted"] == "every cycle":
         log.warning("%s: the host was disturbed in %.0f%% of the cycles (measure.host), too many to leave out: its "
                     "speedups count every cycle, and mix the host's two states", shape, 100 * host["disturbed_share"])
     return {
@@ -396,15 +393,16 @@ def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob
     }
 
 
-def host_summary(baseline_processes: list[dict[str, Any]], max_host_slowdown: float) -> dict[str, Any]:
+def host_summary(baseline_processes: list[dict[str, Any]], max_host_slowdown: float,
+                 undisturbed_only: bool) -> dict[str, Any]:
     """What the host probes saw over a comparison: which cycles were disturbed, and which ones the speedups count
-    ("undisturbed cycles"; "every cycle" where too few were undisturbed; "unprobed" without probes)."""
+    ("undisturbed cycles" where asked and enough were; else "every cycle"; "unprobed" without probes)."""
     disturbed = host_disturbed_cycles(baseline_processes, max_host_slowdown)
     probes = [x for p in baseline_processes for x in p.get("host_probes_ms") or []]
     if not probes or max_host_slowdown <= 0:
         counted = "unprobed"
     else:
-        counted = "undisturbed cycles" if kept_cycles(disturbed) is not None else "every cycle"
+        counted = "undisturbed cycles" if undisturbed_only and kept_cycles(disturbed) is not None else "every cycle"
     return {"max_host_slowdown": max_host_slowdown, "probe_undisturbed_ms": undisturbed_level(probes) if probes else None,
             "disturbed_cycles": disturbed, "disturbed_share": disturbed_share(disturbed) if probes else None,
             "counted": counted}
@@ -420,10 +418,10 @@ def _warn_of_noise(shape: str, timed: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def _estimates(timed: dict[str, list[dict[str, Any]]], baseline: str,
-               failed: dict[str, dict[str, Any]], max_host_slowdown: float) -> dict[str, Estimate]:
+               failed: dict[str, dict[str, Any]], design: Design) -> dict[str, Estimate]:
     live = {name: processes for name, processes in timed.items() if name not in failed}
     if baseline in live:
-        return speedup_estimates(live, baseline, max_host_slowdown)
+        return speedup_estimates(live, baseline, design.max_host_slowdown, design.undisturbed_only)
     return latency_estimates(live)
 
 
@@ -471,7 +469,7 @@ def _generation(comparison: Comparison, generation: int, live: list[str],
                 planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began + probe_s, cycle_s)
             if cycle >= planned:
                 break
-            if cycle >= fewest_cycles(generation) and cycle_began - began + cycle_s > design.time_budget_s:
+            if cycle >= MIN_CYCLES and cycle_began - began + cycle_s > design.time_budget_s:
                 out_of_budget = True
                 break
             if probing_host:  # the host's state before each cycle (and after the last, below)
@@ -539,16 +537,15 @@ def _probe_host(workers: dict[str, Worker], baseline: str, probes: list[float]) 
 
 
 def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: float, cycle_s: float) -> int:
-    """Cycles for this generation: `design.cycles`, fewer (down to fewest_cycles) where that many would leave too
-    little of the budget for the `design.processes` generations every interval needs, or for one more beyond
-    them (a large batch on a slow machine: its processes, not its cycles, are what the intervals count; at
-    batch 32, sequence 128 on 2 cores a generation's loading and untimed calls cost 3 of its cycles)."""
-    if math.isnan(cycle_s) or cycle_s <= 0:
+    """Cycles for this generation: `design.cycles`, fewer (down to MIN_CYCLES) where that many would leave too
+    little of the budget for the `design.processes` generations every interval needs (a large batch on a
+    slow machine: its processes, not its cycles, are what the intervals count)."""
+    left = design.processes - generation
+    if left <= 0 or math.isnan(cycle_s) or cycle_s <= 0:
         return design.cycles
-    left = max(design.processes - generation, 1)
     share = (design.time_budget_s - elapsed_s) / left  # this generation's part of what is left
     fits = int((share - load_s) // cycle_s)
-    return max(fewest_cycles(generation), min(design.cycles, fits))
+    return max(MIN_CYCLES, min(design.cycles, fits))
 
 
 def _spent(before: dict[str, float | None], workers: dict[str, Worker]) -> float | None:

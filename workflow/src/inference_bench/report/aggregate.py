@@ -15,7 +15,7 @@ from inference_bench.artifacts import atomic_path, read_json, write_json_atomic,
 from inference_bench.errors import PipelineError
 from inference_bench.models import ArchitectureFacts
 from inference_bench.report.roofline import AboveBoundError, Bound, check_within_bound, merged_peaks, row_bound
-from inference_bench.measure.host import kept_cycles
+from inference_bench.measure.host import counted_cycles
 from inference_bench.measure.statistics import paired_block_speedup, speedup_interval, speedup_verdict
 from inference_bench.report.tables import summary_markdown
 from inference_bench.report.variance import variance_table
@@ -257,14 +257,6 @@ def block_medians(record: dict[str, Any]) -> list[list[float]] | None:
     return [[float(np.median(block)) for block in process] for process in blocks]
 
 
-def counted_cycles(baseline: dict[str, Any], base_blocks: list[list[float]]) -> list[list[bool]] | None:
-    """[process][cycle]: the cycles a paired speedup counts (None: every one), from the comparison's host probes."""
-    disturbed = (baseline.get("host") or {}).get("disturbed_cycles")
-    if not disturbed or not _aligned(disturbed, base_blocks):
-        return None
-    return kept_cycles(disturbed)
-
-
 def _aligned(baseline: list[list[Any]], variant: list[list[Any]]) -> bool:
     return len(baseline) == len(variant) and all(len(b) == len(v) for b, v in zip(baseline, variant))
 
@@ -285,9 +277,9 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
     together = same is not None and same == (record.get("comparison") or {}).get("id")
     base_blocks, blocks = block_medians(baseline), block_medians(record)
     if together and base_blocks is not None and blocks is not None and _aligned(base_blocks, blocks):
-        # Timed side by side, block against block of the same cycle, in as many processes; the cycles the host
-        # disturbed left out where enough others remain (measure.host).
-        paired, estimate = True, paired_block_speedup(base_blocks, blocks, counted_cycles(baseline, base_blocks))
+        # Timed side by side, block against block of the same cycle, in as many processes (the cycles the host
+        # disturbed left out where the comparison counted the undisturbed ones only: measure.host).
+        paired, estimate = True, paired_block_speedup(base_blocks, blocks, counted_cycles(baseline.get("host"), base_blocks))
     else:
         paired = together and len(base_rounds) == len(rounds)
         estimate = speedup_interval(base_rounds, rounds, paired=paired)

@@ -327,14 +327,20 @@ def host_note(timed: pd.DataFrame) -> str:
     shares = pd.to_numeric(timed["host_disturbed_share"], errors="coerce").dropna()
     low, high = round(100 * shares.min()), round(100 * shares.max())
     span = f"{low}%" if low == high else f"{low}–{high}%"
-    note = (f"The host was disturbed (a probe between cycles more than its tolerance slower than its undisturbed "
-            f"level) in {span} of each comparison's cycles; the speedups count the undisturbed cycles only.")
-    everything = timed[timed.get("host_counted", pd.Series(dtype=object)).astype(str) == "every cycle"]
-    shapes = sorted({(int(r.batch_size), int(r.sequence_length)) for r in everything.itertuples()})
+    note = (f"The host was disturbed (a probe between cycles more than `max_host_slowdown` slower than its "
+            f"undisturbed level) in {span} of each comparison's cycles")
+    counted = timed.get("host_counted", pd.Series(dtype=object)).astype(str)
+    kept = timed[counted == "undisturbed cycles"]
+    shapes = sorted({(int(r.batch_size), int(r.sequence_length)) for r in kept.itertuples()})
     if shapes:
-        note += (f" At {', '.join(f'batch {b}, sequence {q}' for b, q in shapes)} too few processes had an "
-                 f"undisturbed cycle: there they count every cycle, and mix the host's two states.")
-    return note
+        return note + (f"; the speedups at {', '.join(f'batch {b}, sequence {q}' for b, q in shapes)} count the "
+                       f"undisturbed cycles only, the others every cycle." if len(shapes) < _shape_count(timed)
+                       else "; the speedups count the undisturbed cycles only.")
+    return note + "; the speedups count every cycle, in whichever state the host was."
+
+
+def _shape_count(timed: pd.DataFrame) -> int:
+    return len({(r.batch_size, r.sequence_length) for r in timed.itertuples()})
 
 
 def _span(values: pd.Series) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from inference_bench.measure.host import kept_cycles
+from inference_bench.measure.host import counted_cycles
 from inference_bench.variants import BASELINE
 
 Blocks = Sequence[Sequence[Sequence[float]]]  # [process][block][call] latencies in ms
@@ -115,9 +115,8 @@ def variance_table(results: Iterable[dict[str, Any]], target: float) -> pd.DataF
         same = baseline is not None and baseline is not record and \
             (baseline.get("comparison") or {}).get("id") == (record.get("comparison") or {}).get("id")
         if same and _aligned(baseline["block_latencies_ms"], blocks):
-            disturbed = (baseline.get("host") or {}).get("disturbed_cycles")
-            kept = kept_cycles(disturbed) if disturbed and _aligned(disturbed, blocks) else None
-            pair = pair_variances(_medians(baseline["block_latencies_ms"]), _medians(blocks), kept)
+            pair = pair_variances(_medians(baseline["block_latencies_ms"]), _medians(blocks),
+                                  counted_cycles(baseline.get("host"), blocks))
         row["host_disturbed_share"] = (record.get("host") or {}).get("disturbed_share")
         cycles = cycles_recommended(row["process_cost_s"], row["cycle_cost_s"], pair["cycle"], pair["process"])
         row |= {"pair_cycle_sd": _sd(pair["cycle"]), "pair_process_sd": _sd(pair["process"]),
