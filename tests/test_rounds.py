@@ -306,6 +306,9 @@ def test_a_slow_shape_gets_fewer_cycles_so_that_its_processes_fit_the_budget():
     assert planned_cycles(design, 0, elapsed_s=0.0, load_s=10.0, cycle_s=1.5) == 4  # batch 1: room enough
     assert planned_cycles(design, 2, elapsed_s=80.0, load_s=10.0, cycle_s=8.0) == 3  # the last of the three
     assert planned_cycles(design, 3, elapsed_s=100.0, load_s=10.0, cycle_s=8.0) == 4  # beyond: the budget cuts it
+    # A later generation takes a single cycle where that is what fits (the first keeps two).
+    assert planned_cycles(design, 1, elapsed_s=40.0, load_s=30.0, cycle_s=8.0) == 1
+    assert planned_cycles(design, 0, elapsed_s=0.0, load_s=60.0, cycle_s=8.0) == 2
 
 
 def test_cycles_the_host_disturbed_are_left_out_of_the_speedup_and_counted():
@@ -367,3 +370,15 @@ def test_the_baseline_process_probes_the_host_around_every_cycle(comparison):
         assert all(0 < ms < 1000 for ms in process["host_probes_ms"])
     assert all("host_probes_ms" not in p for p in comparison["variants"]["onnx-fp32"]["processes"])
     assert comparison["stopping"]["host"]["counted"] in ("undisturbed cycles", "every cycle")
+
+
+@pytest.mark.parametrize("budget_s, cycles", [(1.6, [2, 2, 2]), (1.45, [2, 2, 1]), (1.35, [2, 1, 1]), (1.2, [2, 1])])
+def test_a_budget_too_short_for_another_generation_of_two_cycles_gets_one_of_a_single_cycle(budget_s, cycles):
+    """Each generation here costs 0.26 s to load and 0.1 s a cycle (and 0.04 s for its last host probe): after two
+    generations of two cycles (1.0 s), a budget of 1.45 s holds a third generation's loading and one cycle, not
+    two; a third process is what the intervals count (the t quantile of 2 processes is 12.7, of 3 4.3). The first
+    generation keeps two cycles, whatever the budget."""
+    design = Design(processes=3, max_processes=3, cycles=2, time_budget_s=budget_s)
+    record = fake_comparison(design, lambda g: 1.0, load_s=0.1)
+    assert [len(p["blocks"]) for p in record["variants"]["onnx-fp32"]["processes"]] == cycles
+    assert record["stopping"]["elapsed_s"] <= design.time_budget_s

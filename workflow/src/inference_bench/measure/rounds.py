@@ -70,8 +70,16 @@ log = logging.getLogger(__name__)
 
 #: The package's parent: a worker imports this checkout's code, whatever else is installed.
 _SOURCE = Path(inference_bench.__file__).resolve().parents[1]
-#: A generation keeps at least this many cycles before the budget may end it: one ratio has no spread.
+#: The first generation keeps at least this many cycles before the budget may end it (were it the only one, one
+#: ratio would have no spread); later ones at least one: there the processes are the replicates, and a third
+#: process of one cycle is worth more than none (at batch 32, sequence 128 on 2 cores, a generation's loading and
+#: untimed calls cost 21-33 s and a cycle 7 s: a budget of 120 s that held 2 generations of 2 cycles had room
+#: for a third of 1, and the t quantile of 2 processes is 12.7 against 4.3 for 3).
 MIN_CYCLES = 2
+
+
+def fewest_cycles(generation: int) -> int:
+    return MIN_CYCLES if generation == 0 else 1
 
 
 class WorkerError(PipelineError, RuntimeError):
@@ -357,7 +365,7 @@ def _run_comparison(comparison: Comparison, start_worker: Callable[[BenchmarkJob
             if widest(estimates) <= design.target_interval:
                 stopped_by = "target"
                 break
-        if costs and clock() - began + costs[-1]["load_s"] + MIN_CYCLES * costs[-1]["cycle_s"] > design.time_budget_s:
+        if costs and clock() - began + costs[-1]["load_s"] + costs[-1]["cycle_s"] > design.time_budget_s:
             stopped_by = "budget"
             break
         cost, out_of_budget = _generation(comparison, generation, live, start_worker, timed, failed, block_calls,
@@ -469,7 +477,7 @@ def _generation(comparison: Comparison, generation: int, live: list[str],
                 planned = planned_cycles(design, generation, gen_began - began, loaded - gen_began + probe_s, cycle_s)
             if cycle >= planned:
                 break
-            if cycle >= MIN_CYCLES and cycle_began - began + cycle_s > design.time_budget_s:
+            if cycle >= fewest_cycles(generation) and cycle_began - began + cycle_s > design.time_budget_s:
                 out_of_budget = True
                 break
             if probing_host:  # the host's state before each cycle (and after the last, below)
@@ -537,7 +545,7 @@ def _probe_host(workers: dict[str, Worker], baseline: str, probes: list[float]) 
 
 
 def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: float, cycle_s: float) -> int:
-    """Cycles for this generation: `design.cycles`, fewer (down to MIN_CYCLES) where that many would leave too
+    """Cycles for this generation: `design.cycles`, fewer (down to fewest_cycles) where that many would leave too
     little of the budget for the `design.processes` generations every interval needs (a large batch on a
     slow machine: its processes, not its cycles, are what the intervals count)."""
     left = design.processes - generation
@@ -545,7 +553,7 @@ def planned_cycles(design: Design, generation: int, elapsed_s: float, load_s: fl
         return design.cycles
     share = (design.time_budget_s - elapsed_s) / left  # this generation's part of what is left
     fits = int((share - load_s) // cycle_s)
-    return max(MIN_CYCLES, min(design.cycles, fits))
+    return max(fewest_cycles(generation), min(design.cycles, fits))
 
 
 def _spent(before: dict[str, float | None], workers: dict[str, Worker]) -> float | None:
