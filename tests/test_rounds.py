@@ -346,8 +346,8 @@ def test_a_host_disturbed_throughout_counts_every_cycle_and_says_so():
     design = Design(processes=3, max_processes=3, cycles=3, target_interval=0.03, time_budget_s=1e6,
                     undisturbed_only=True)
 
-    def calm(now: float) -> bool:  # undisturbed while the first process's first cycles are timed only
-        return now < 2.2
+    def calm(now: float) -> bool:  # undisturbed while the first generation is timed only (a third of the probes)
+        return now < 3.0
 
     record = fake_comparison(design, lambda g: 1.0, host_undisturbed=calm, disturbed_factor=1.25)
     host = record["stopping"]["host"]

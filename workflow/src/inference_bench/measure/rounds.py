@@ -96,7 +96,7 @@ class Design:
     block_s: float = 0.2  # a block's length: calls per block = block_s / a warm-up call's time, at least 1
     target_interval: float = 0.03  # +-: every speedup's interval within this share of its estimate
     time_budget_s: float = 120.0  # per comparison's processes, loading included
-    max_host_slowdown: float = 0.07  # a cycle is disturbed when a host probe around it is slower (measure.host)
+    max_host_slowdown: float = 0.07  # a cycle is disturbed when a probe around it is this much slower (measure.host)
     undisturbed_only: bool = False  # the speedups count the undisturbed cycles only (measure.host says when)
 
     def __post_init__(self) -> None:
