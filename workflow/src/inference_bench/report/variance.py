@@ -161,7 +161,8 @@ def variance_markdown(table: pd.DataFrame, machine: str) -> str:
     return (f"Measured on {machine}, in the default run whose results the README shows. Each level's own spread is a "
             f"relative standard deviation (of log latencies); \"paired\" is the spread of the log ratio of the "
             f"baseline's block to the variant's in the same cycle (the baseline's own row has none), over the cycles the "
-            f"host left undisturbed (\"host disturbed\": the share of the comparison's cycles it did not).\n\n"
+            f"speedup counts (every cycle unless `benchmark.undisturbed_only`); \"host disturbed\" is the share of the "
+            f"comparison's cycles a host probe saw disturbed.\n\n"
             + "\n".join(lines) + "\n")
 
 
