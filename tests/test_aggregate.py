@@ -1,6 +1,8 @@
 import re
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -178,3 +180,27 @@ def test_a_paired_speedup_counts_the_cycles_the_host_left_undisturbed():
     old = {k: v for k, v in baseline.items() if k != "host"}
     for other in (everything, old):
         assert speedup_columns(variant, {("cpu", "m", 1, 16): other})["speedup_vs_pytorch"] < 1.9
+
+
+def test_each_rows_process_speedups_are_the_replicates_of_its_speedup():
+    """Per process, the paired speedup over the cycles the row counts: their geometric mean is the row's speedup,
+    and a process with no counted cycle is left out, as the row's speedup leaves it out."""
+    from inference_bench.report.aggregate import speedup_columns
+
+    shape = {"hardware": "cpu", "model": "m", "batch_size": 1, "sequence_length": 16, "status": "ok",
+             "comparison": {"id": "c1"}}
+    baseline = {**shape, "variant": "pytorch", "block_latencies_ms": [[[10.0], [12.0]], [[11.0], [10.0]], [[9.0], [9.0]]],
+                "round_latencies_ms": [[10.0, 12.0], [11.0, 10.0], [9.0, 9.0]]}
+    variant = {**shape, "variant": "ort-fp32", "block_latencies_ms": [[[5.0], [4.0]], [[5.5], [4.0]], [[3.0], [4.5]]],
+               "round_latencies_ms": [[5.0, 4.0], [5.5, 4.0], [3.0, 4.5]]}
+    columns = speedup_columns(variant, {("cpu", "m", 1, 16): baseline})
+    replicates = [float(x) for x in columns["process_speedups"].split()]
+    assert replicates == pytest.approx([(2.0 * 3.0) ** 0.5, (2.0 * 2.5) ** 0.5, (3.0 * 2.0) ** 0.5], rel=1e-5)
+    assert float(np.exp(np.mean(np.log(replicates)))) == pytest.approx(columns["speedup_vs_pytorch"], rel=1e-5)
+    host = {"counted": "undisturbed cycles", "disturbed_cycles": [[True, True], [False, True], [False, False]]}
+    undisturbed = speedup_columns({**variant, "host": host}, {("cpu", "m", 1, 16): {**baseline, "host": host}})
+    assert [float(x) for x in undisturbed["process_speedups"].split()] == pytest.approx([2.0, 6 ** 0.5], rel=1e-5)
+    # The baseline's own row, and rows not timed in one comparison, have none.
+    assert speedup_columns(baseline, {("cpu", "m", 1, 16): baseline})["process_speedups"] is None
+    apart = {**variant, "comparison": {"id": "c2"}}
+    assert speedup_columns(apart, {("cpu", "m", 1, 16): baseline})["process_speedups"] is None

@@ -101,3 +101,51 @@ def test_without_an_accuracy_stage_it_says_it_cannot_judge_instead_of_recommendi
     assert recommendation_lines(recommendations) == [
         "every shape: no recommendation: accuracy cannot be judged (no tokenizer, so no accuracy stage): no variant "
         "is recommended on speed alone"]
+
+
+def test_variants_timed_in_the_same_processes_are_told_apart_side_by_side(tmp_path):
+    """Overlapping speedup intervals (both speedups share the PyTorch blocks they divide) are no tie when every
+    process ran one variant faster than the other; a ratio that swings around 1 from process to process is one.
+    The summary goes through its CSV, as every consumer reads it."""
+    common = dict(accuracy=0.995, model_bytes=70e6)
+    summary = pd.DataFrame([
+        {**row("pytorch", 1.0), "speedup_paired": True},
+        # PyTorch moved from process to process; onnx-int8 ran 1.04-1.06x ort-int8's speed in every one of them.
+        {**row("onnx-int8", 6.24, 5.7, 6.8, rss=400e6, **common), "speedup_paired": True,
+         "process_speedups": "5.72 6.36 6.80 6.12"},
+        {**row("ort-int8", 5.94, 5.5, 6.4, rss=300e6, **common), "speedup_paired": True,
+         "process_speedups": "5.5 6.0 6.48 5.82"},
+        # onnx-int8-mixed: as fast within a few percent, one process faster, another slower.
+        {**row("onnx-int8-mixed", 6.15, 5.6, 6.7, **common), "speedup_paired": True,
+         "process_speedups": "5.9 6.55 6.55 5.95"},
+    ])
+    path = tmp_path / "summary.csv"
+    summary.to_csv(path, index=False)
+    choice = only(recommend(pd.read_csv(path)))
+    assert choice["choice"] == "onnx-int8" and choice["ties"] == ["onnx-int8-mixed"]
+    assert bool(choice["ties_side_by_side"]) is True
+    (line,) = recommendation_lines(recommend(pd.read_csv(path)))
+    assert "tied with onnx-int8-mixed (timed side by side, the ratio's 95% interval reaches 1;" in line
+    # Without the per-process speedups (results from before them), the same intervals overlap: a three-way tie,
+    # and the lower peak memory picks ort-int8.
+    before = only(recommend(pd.read_csv(path).drop(columns=["process_speedups"])))
+    assert before["choice"] == "ort-int8" and sorted(before["ties"]) == ["onnx-int8", "onnx-int8-mixed"]
+    assert bool(before["ties_side_by_side"]) is False
+
+
+def test_side_by_side_is_the_paired_ratio_of_the_two_variants_blocks():
+    """The ratio of two rows' per-process speedups, process by process, is the paired speedup of one variant's
+    blocks over the other's: PyTorch's blocks cancel."""
+    from inference_bench.measure.statistics import paired_block_speedup
+    from inference_bench.report.aggregate import process_speedups
+    from inference_bench.report.recommend import side_by_side
+
+    base = [[20.0, 22.0, 19.0], [30.0, 24.0, 26.0], [21.0, 20.0, 23.0]]
+    fast = [[3.0, 3.3, 2.9], [4.1, 3.5, 3.6], [3.2, 3.0, 3.3]]
+    slow = [[3.4, 3.5, 3.1], [4.3, 3.8, 4.0], [3.3, 3.4, 3.6]]
+    rows = [pd.Series({"speedup_paired": True, "process_speedups": process_speedups(base, blocks, None)})
+            for blocks in (fast, slow)]
+    direct, expected = side_by_side(*rows), paired_block_speedup(slow, fast)
+    assert (direct.value, direct.low, direct.high) == pytest.approx((expected.value, expected.low, expected.high),
+                                                                    rel=1e-4)
+    assert side_by_side(rows[0], pd.Series({"speedup_paired": True, "process_speedups": "6.0 6.1"})) is None

@@ -53,6 +53,7 @@ SUMMARY_COLUMNS = [
     "speedup_ci_high",
     "speedup_paired",
     "speedup_verdict",
+    "process_speedups",
     "host_disturbed_share",
     "host_counted",
     "flops_per_batch",
@@ -265,13 +266,13 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
     """The speedup over PyTorch FP32 eager at the same shape, with its interval: paired when both were timed in
     the same comparison's rounds, else resampled independently (and said to be unpaired)."""
     empty = {"speedup_vs_pytorch": float("nan"), "speedup_ci_low": float("nan"), "speedup_ci_high": float("nan"),
-             "speedup_paired": None, "speedup_verdict": None}
+             "speedup_paired": None, "speedup_verdict": None, "process_speedups": None}
     baseline = baselines.get(_shape(record))
     if baseline is None or record.get("status", "ok") != "ok":
         return empty
     if baseline is record:
         return {"speedup_vs_pytorch": 1.0, "speedup_ci_low": 1.0, "speedup_ci_high": 1.0, "speedup_paired": True,
-                "speedup_verdict": "baseline"}
+                "speedup_verdict": "baseline", "process_speedups": None}
     base_rounds, rounds = round_latencies(baseline), round_latencies(record)
     same = (baseline.get("comparison") or {}).get("id")
     together = same is not None and same == (record.get("comparison") or {}).get("id")
@@ -279,12 +280,30 @@ def speedup_columns(record: dict[str, Any], baselines: dict[tuple, dict[str, Any
     if together and base_blocks is not None and blocks is not None and _aligned(base_blocks, blocks):
         # Timed side by side, block against block of the same cycle, in as many processes (the cycles the host
         # disturbed left out where the comparison counted the undisturbed ones only: measure.host).
-        paired, estimate = True, paired_block_speedup(base_blocks, blocks, counted_cycles(baseline.get("host"), base_blocks))
+        kept = counted_cycles(baseline.get("host"), base_blocks)
+        paired, estimate = True, paired_block_speedup(base_blocks, blocks, kept)
+        per_process = process_speedups(base_blocks, blocks, kept)
     else:
         paired = together and len(base_rounds) == len(rounds)
-        estimate = speedup_interval(base_rounds, rounds, paired=paired)
+        estimate, per_process = speedup_interval(base_rounds, rounds, paired=paired), None
     return {"speedup_vs_pytorch": estimate.value, "speedup_ci_low": estimate.low, "speedup_ci_high": estimate.high,
-            "speedup_paired": paired, "speedup_verdict": speedup_verdict(estimate.low, estimate.high)}
+            "speedup_paired": paired, "speedup_verdict": speedup_verdict(estimate.low, estimate.high),
+            "process_speedups": per_process}
+
+
+def process_speedups(base_blocks: list[list[float]], blocks: list[list[float]],
+                     kept: list[list[bool]] | None) -> str:
+    """Each process's own paired speedup (over the cycles the row's speedup counts; a process with none of them
+    left out), space-separated: the replicates whose geometric mean is the row's speedup. Two variants of one
+    comparison were timed in the same processes' cycles, so the ratio of their replicates, process by process, is
+    their own paired comparison (report.recommend's ties)."""
+    values = []
+    for index, (base, mine) in enumerate(zip(base_blocks, blocks)):
+        counted = None if kept is None else [kept[index]]
+        if counted is not None and not any(counted[0]):
+            continue
+        values.append(paired_block_speedup([base], [mine], counted).value)
+    return " ".join(f"{value:.6g}" for value in values)
 
 
 def with_accuracy(summary: pd.DataFrame, accuracy: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -5,10 +5,14 @@ The rules, in order:
 1. A row is a candidate when it was measured (`status` ok), its task accuracy relative to PyTorch FP32 is at
    least `min_accuracy_relative` (the accuracy gate by default), and its p99 per call is within `max_p99_ms`
    (when set). PyTorch FP32 eager is the reference the others are judged against, so it always passes the gate.
-2. Among candidates, the fastest is the one with the largest paired speedup over PyTorch FP32 eager. Every
-   candidate whose 95% speedup interval reaches the fastest one's interval is a tie: the timing cannot tell
-   them apart. The tie group is ordered by the smaller model file, then the lower peak memory, and the first is
-   the choice; the fastest point estimate is named beside it when it is not the choice.
+2. Among candidates, the fastest is the one with the largest paired speedup over PyTorch FP32 eager. A candidate
+   is a tie when the timing cannot tell it from the fastest: where both were timed in the same processes' cycles
+   (the summary's `process_speedups`), when the 95% interval of the fastest's speedup over it, process by process,
+   reaches 1; otherwise when its speedup interval reaches the fastest one's. The first test is the sharper: both
+   speedups share the PyTorch blocks they were divided by, so what moved PyTorch moves both, and their intervals
+   can overlap while every process ran one faster than the other. The tie group is ordered by the smaller model
+   file, then the lower peak memory, and the first is the choice; the fastest point estimate is named beside it
+   when it is not the choice.
 3. Where no variant's accuracy was judged (a model without a tokenizer, so no accuracy stage), the block says
    so and recommends nothing: speed alone is not a reason to deploy a variant that may not do the model's job.
 
@@ -24,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from inference_bench.measure.statistics import Estimate, paired_block_speedup
 from inference_bench.report.tables import format_number
 from inference_bench.variants import BASELINE
 
@@ -77,13 +82,46 @@ def _peak_memory(row: pd.Series) -> float:
     return float(gpu) if gpu is not None and not pd.isna(gpu) else float(row.get("peak_rss_bytes") or math.nan)
 
 
+def process_speedups(row: pd.Series) -> list[float] | None:
+    """A row's per-process paired speedups (report.aggregate.process_speedups), None where it has none."""
+    text = row.get("process_speedups")
+    # speedup_paired reads back from a CSV as a bool, a numpy bool or, beside empty cells, the text "True".
+    if not isinstance(text, str) or not text.strip() or str(row.get("speedup_paired")) != "True":
+        return None
+    return [float(value) for value in text.split()]
+
+
+def side_by_side(faster: pd.Series, other: pd.Series) -> Estimate | None:
+    """How many times faster `faster` ran than `other`, from their speedups process by process (each over the
+    PyTorch blocks of the same cycles), with a t interval over processes; None where the two rows were not timed
+    in the same processes (or either has a single one)."""
+    mine, theirs = process_speedups(faster), process_speedups(other)
+    if mine is None or theirs is None or len(mine) != len(theirs) or len(mine) < 2:
+        return None
+    # paired_block_speedup(a, b) is exp(mean over processes of log(a / b)): one "block" per process, a and b
+    # the two variants' speedups over the same PyTorch blocks, so a / b is `other`'s latency over `faster`'s.
+    return paired_block_speedup([[value] for value in mine], [[value] for value in theirs])
+
+
+def _tied(fastest: pd.Series, candidate: pd.Series, fastest_low: float) -> tuple[bool, bool]:
+    """Whether the timing cannot tell `candidate` from `fastest`, and whether that was decided side by side."""
+    if candidate["variant"] == fastest["variant"]:
+        return True, True
+    direct = side_by_side(fastest, candidate)
+    if direct is not None:
+        return direct.low <= 1.0, True
+    high = candidate.get("speedup_ci_high")
+    high = candidate["speedup_vs_pytorch"] if pd.isna(high) else high
+    return bool((1.0 if pd.isna(high) else high) >= fastest_low), False
+
+
 def recommend_shape(rows: pd.DataFrame, constraints: Constraints) -> dict[str, Any]:
     """The recommendation for one (machine, model, batch, sequence): see the module's docstring."""
     first = rows.iloc[0]
     out: dict[str, Any] = {key: first[key] for key in SHAPE}
     out.update(choice=None, speedup=math.nan, speedup_low=math.nan, speedup_high=math.nan, p99_ms=math.nan,
                throughput_seq_per_s=math.nan, accuracy_relative=math.nan, cost_per_million=math.nan, ties=[],
-               fastest=None, excluded={}, reason="")
+               fastest=None, excluded={}, ties_side_by_side=None, reason="")
     measured = rows[rows["status"] == "ok"]
     if measured.empty:
         out["reason"] = "nothing was measured at this shape"
@@ -112,8 +150,9 @@ def recommend_shape(rows: pd.DataFrame, constraints: Constraints) -> dict[str, A
     speedups = candidates["speedup_vs_pytorch"].fillna(1.0)
     fastest = candidates.loc[speedups.idxmax()]
     low = fastest["speedup_ci_low"] if not pd.isna(fastest.get("speedup_ci_low")) else fastest["speedup_vs_pytorch"]
-    highs = candidates["speedup_ci_high"].fillna(candidates["speedup_vs_pytorch"]).fillna(1.0)
-    tied = candidates[highs >= low].assign(_memory=lambda frame: frame.apply(_peak_memory, axis=1))
+    verdicts = [_tied(fastest, candidate, low) for _, candidate in candidates.iterrows()]
+    tied = candidates[[is_tied for is_tied, _ in verdicts]]
+    tied = tied.assign(_memory=lambda frame: frame.apply(_peak_memory, axis=1))
     tied = tied.sort_values(["model_bytes", "_memory", "variant"], na_position="last")
     choice = tied.iloc[0]
     out.update(
@@ -124,6 +163,7 @@ def recommend_shape(rows: pd.DataFrame, constraints: Constraints) -> dict[str, A
         cost_per_million=choice.get("cost_per_million", math.nan),
         ties=[variant for variant in tied["variant"] if variant != choice["variant"]],
         fastest=fastest["variant"] if fastest["variant"] != choice["variant"] else None,
+        ties_side_by_side=all(by_side for is_tied, by_side in verdicts if is_tied),
     )
     faster_but_out = [f"{variant} ({why})" for variant, why in excluded.items()
                       if measured.set_index("variant").loc[variant, "speedup_vs_pytorch"] > choice["speedup_vs_pytorch"]]
@@ -183,7 +223,9 @@ def recommendation_lines(recommendations: pd.DataFrame) -> list[str]:
         if not pd.isna(row.cost_per_million):
             text += f", {row.cost_per_million:.3g} per million sequences"
         if row.ties:
-            text += f"; tied with {', '.join(row.ties)} (intervals overlap; smaller file, then less memory, first)"
+            why = ("timed side by side, the ratio's 95% interval reaches 1" if getattr(row, "ties_side_by_side", False)
+                   else "intervals overlap")
+            text += f"; tied with {', '.join(row.ties)} ({why}; smaller file, then less memory, first)"
         if row.fastest:
             text += f"; {row.fastest} is faster on its point estimate but within the interval"
         if row.reason:
