@@ -148,4 +148,9 @@ def test_side_by_side_is_the_paired_ratio_of_the_two_variants_blocks():
     direct, expected = side_by_side(*rows), paired_block_speedup(slow, fast)
     assert (direct.value, direct.low, direct.high) == pytest.approx((expected.value, expected.low, expected.high),
                                                                     rel=1e-4)
-    assert side_by_side(rows[0], pd.Series({"speedup_paired": True, "process_speedups": "6.0 6.1"})) is None
+    # Not the same processes (another count), a single process, or a cell that is not a list of speedups:
+    # nothing to pair (the intervals decide).
+    for other in ("6.0 6.1", "6.0", "6.0 abc 6.1", "6.0 -1 6.1"):
+        assert side_by_side(rows[0], pd.Series({"speedup_paired": True, "process_speedups": other})) is None
+    assert side_by_side(rows[0], pd.Series({"speedup_paired": False, "process_speedups": rows[1]["process_speedups"]})) is None
+    assert side_by_side(rows[0], rows[1]) is not None

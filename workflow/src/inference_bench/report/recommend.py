@@ -88,7 +88,11 @@ def process_speedups(row: pd.Series) -> list[float] | None:
     # speedup_paired reads back from a CSV as a bool, a numpy bool or, beside empty cells, the text "True".
     if not isinstance(text, str) or not text.strip() or str(row.get("speedup_paired")) != "True":
         return None
-    return [float(value) for value in text.split()]
+    try:
+        values = [float(value) for value in text.split()]
+    except ValueError:  # a cell edited by hand: fall back to the intervals, as for results without the column
+        return None
+    return values if all(math.isfinite(value) and value > 0 for value in values) else None
 
 
 def side_by_side(faster: pd.Series, other: pd.Series) -> Estimate | None:
