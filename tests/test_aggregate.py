@@ -185,7 +185,7 @@ def test_a_paired_speedup_counts_the_cycles_the_host_left_undisturbed():
 def test_each_rows_process_speedups_are_the_replicates_of_its_speedup():
     """Per process, the paired speedup over the cycles the row counts: their geometric mean is the row's speedup,
     and a process with no counted cycle is left out, as the row's speedup leaves it out."""
-    from inference_bench.report.aggregate import speedup_columns
+    from inference_bench.report.aggregate import speedup_columns, summary_row
 
     shape = {"hardware": "cpu", "model": "m", "batch_size": 1, "sequence_length": 16, "status": "ok",
              "comparison": {"id": "c1"}}
@@ -197,6 +197,7 @@ def test_each_rows_process_speedups_are_the_replicates_of_its_speedup():
     replicates = [float(x) for x in columns["process_speedups"].split()]
     assert replicates == pytest.approx([(2.0 * 3.0) ** 0.5, (2.0 * 2.5) ** 0.5, (3.0 * 2.0) ** 0.5], rel=1e-5)
     assert float(np.exp(np.mean(np.log(replicates)))) == pytest.approx(columns["speedup_vs_pytorch"], rel=1e-5)
+    assert summary_row(variant)["comparison_id"] == "c1"  # which processes the replicates belong to
     host = {"counted": "undisturbed cycles", "disturbed_cycles": [[True, True], [False, True], [False, False]]}
     undisturbed = speedup_columns({**variant, "host": host}, {("cpu", "m", 1, 16): {**baseline, "host": host}})
     assert [float(x) for x in undisturbed["process_speedups"].split()] == pytest.approx([2.0, 6 ** 0.5], rel=1e-5)

@@ -154,3 +154,7 @@ def test_side_by_side_is_the_paired_ratio_of_the_two_variants_blocks():
         assert side_by_side(rows[0], pd.Series({"speedup_paired": True, "process_speedups": other})) is None
     assert side_by_side(rows[0], pd.Series({"speedup_paired": False, "process_speedups": rows[1]["process_speedups"]})) is None
     assert side_by_side(rows[0], rows[1]) is not None
+    # Two comparisons' rows (the same count of processes, but not the same processes) are not paired either.
+    ids = [pd.Series({**row.to_dict(), "comparison_id": name}) for row, name in zip(rows, ("c1", "c2"))]
+    assert side_by_side(ids[0], ids[1]) is None
+    assert side_by_side(ids[0], pd.Series({**rows[1].to_dict(), "comparison_id": "c1"})) is not None

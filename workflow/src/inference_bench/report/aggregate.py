@@ -54,6 +54,7 @@ SUMMARY_COLUMNS = [
     "speedup_paired",
     "speedup_verdict",
     "process_speedups",
+    "comparison_id",
     "host_disturbed_share",
     "host_counted",
     "flops_per_batch",
@@ -113,6 +114,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     host = record.get("host") or {}
     row["host_disturbed_share"] = host.get("disturbed_share")
     row["host_counted"] = host.get("counted")
+    row["comparison_id"] = (record.get("comparison") or {}).get("id")
     return row
 
 

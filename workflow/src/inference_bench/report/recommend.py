@@ -102,6 +102,8 @@ def side_by_side(faster: pd.Series, other: pd.Series) -> Estimate | None:
     mine, theirs = process_speedups(faster), process_speedups(other)
     if mine is None or theirs is None or len(mine) != len(theirs) or len(mine) < 2:
         return None
+    if str(faster.get("comparison_id")) != str(other.get("comparison_id")):
+        return None  # timed in two comparisons (a result copied in from another run): their processes differ
     # paired_block_speedup(a, b) is exp(mean over processes of log(a / b)): one "block" per process, a and b
     # the two variants' speedups over the same PyTorch blocks, so a / b is `other`'s latency over `faster`'s.
     return paired_block_speedup([[value] for value in mine], [[value] for value in theirs])
