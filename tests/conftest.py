@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from base64 import urlsafe_b64decode
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -91,6 +93,59 @@ def make_project(root: Path, config: dict | None = None) -> Path:
     )
     (root / "README.md").write_text(README)
     return root
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project at `target`, mtimes kept (Snakemake compares them), that the caller may change."""
+    return Path(shutil.copytree(source, target, symlinks=True))
+
+
+class TinyRun(NamedTuple):
+    project: Path
+    #: What the run printed (stdout and stderr), as a user's terminal showed it.
+    terminal: str
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """The tiny config (tests/configs/tiny.yaml) built once per session by the real snakemake, from an empty
+    project to its README. Never changed: a test works on copy_project(tiny_run.project, ...) or seed_model()."""
+    project = make_project(tmp_path_factory.mktemp("tiny-run"))
+    result = snakemake(project)
+    return TinyRun(project, result.stdout + result.stderr)
+
+
+TINY_MODEL = "tiny-distilbert"
+
+
+def seed_model(project: Path, built: Path, tag: str | None = None) -> Path:
+    """Give a project made by make_project what the tiny model's build jobs made in `built` (a finished tiny
+    run): the download, the reference outputs and every ONNX artifact, with their logs and Snakemake's
+    benchmark files and records, so that its first run starts at the measurements. With `tag`, that tag's
+    machine record and calibration too (this machine's; not redone while the calibration settings are the tiny
+    config's). For a config whose model, export and artifact settings are the tiny config's: its first run
+    would have built exactly these files (every artifact, whichever variants the tag times)."""
+    files = [path for folder in (Path("results/models") / TINY_MODEL, Path("logs/models") / TINY_MODEL)
+             for path in sorted((built / folder).rglob("*")) if path.is_file()]
+    if tag is not None:
+        files += [built / "results" / tag / "machine.json", built / "results" / tag / "calibration.json",
+                  built / "logs" / tag / "calibrate.log"]
+    for source in files:
+        target = project / source.relative_to(built)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    # Snakemake's record of each of these files (params, code, inputs: what decides whether a job runs again),
+    # under the file's path in base64, and its (empty) folder of jobs left unfinished.
+    seeded = {str(source.relative_to(built)) for source in files} | {f"results/models/{TINY_MODEL}/hf"}
+    (project / ".snakemake" / "incomplete").mkdir(parents=True)
+    for record in (built / ".snakemake" / "metadata").rglob("*"):
+        name = "".join(record.relative_to(built / ".snakemake" / "metadata").parts)
+        if record.is_file() and urlsafe_b64decode(name).decode() in seeded:
+            target = project / ".snakemake" / "metadata" / record.relative_to(built / ".snakemake" / "metadata")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(record, target)
+    return project
+
 
 TINY_OVERRIDES = {
     "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 128},

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY_CONFIG, make_project, snakemake
+from conftest import ROOT, TINY_CONFIG, make_project, seed_model, snakemake
 from inference_bench import layout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
@@ -180,11 +180,13 @@ def tiny_config(batch_sizes: list[int]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_run(cluster, tmp_path_factory):
+def first_run(cluster, tiny_run, tmp_path_factory):
     """The whole tiny pipeline through SLURM and, beside it (the SLURM run mostly waits), the same config run
-    locally."""
+    locally: there with the tiny model and the calibration already built (conftest.seed_model, from the session's
+    tiny run, whose settings for them are these), so that the local run measures and summarizes."""
     project = make_project(tmp_path_factory.mktemp("slurm"), tiny_config([1, 2]))
-    local_project = make_project(tmp_path_factory.mktemp("local"), tiny_config([1, 2]))
+    local_project = seed_model(make_project(tmp_path_factory.mktemp("local"), tiny_config([1, 2])),
+                               tiny_run.project, tag=TAG)
     began = time.time()
     process, log = start(project, *profile_args(), log="first.log")
     local, local_log = start(local_project, log="local.log", cores=1)  # leaves the other core to SLURM
