@@ -27,19 +27,26 @@ README = f"# Project\n\nkept\n\n{START}\n<!-- results:end -->\n\nkept too\n"
 
 #: An `scontrol` that answers at once that no controller is there. The SLURM executor plugin runs `scontrol show
 #: config` while Snakemake loads its plugins; where SLURM's client is installed but no controller answers (as
-#: after tests/test_slurm.py stops its cluster), that call waits 9 s, in every snakemake call of every test.
+#: before tests/test_slurm.py starts its cluster and after it stops it), that call waits 9 s, in every snakemake
+#: call of every test.
 NO_SLURM_CLIENT = ROOT / "tests" / "no_slurm_client"
+
+
+def snakemake_env(env: dict | None = None, slurm_client: bool = False) -> dict:
+    """`env` (default: this process's) for a snakemake process: with the machine's SLURM client only when
+    `slurm_client`, else with NO_SLURM_CLIENT first on its PATH."""
+    env = dict(os.environ if env is None else env)
+    if not slurm_client:
+        env["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), env.get("PATH", "")])
+    return env
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
               slurm_client: bool = False) -> subprocess.CompletedProcess:
     """The real snakemake, in `workdir`, on 2 cores (with the machine's SLURM client only when `slurm_client`)."""
-    env = dict(os.environ if env is None else env)
-    if not slurm_client:
-        env["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), env.get("PATH", "")])
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900, env=env,
+        cwd=workdir, capture_output=True, text=True, timeout=900, env=snakemake_env(env, slurm_client),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
@@ -188,12 +195,26 @@ def tiny_exports(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
 
 
 @pytest.fixture(scope="session")
-def loaded_workflow():
+def snakemake_api():
+    """snakemake.api, imported into this process as snakemake() runs snakemake: without the machine's SLURM
+    client. The import loads the executor plugins, and there the SLURM one's `scontrol show config` waits 9 s
+    where no controller answers (NO_SLURM_CLIENT), once per process. A test that runs Snakemake in this process
+    (loaded_workflow, the Python toolkit) asks for this first."""
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), path])
+    try:
+        import snakemake.api
+    finally:
+        os.environ["PATH"] = path
+    return snakemake.api
+
+
+@pytest.fixture(scope="session")
+def loaded_workflow(snakemake_api):
     """The project's workflow as Snakemake itself parses it (default config), to ask about its rules."""
-    from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, ResourceSettings
 
-    with SnakemakeApi() as api:
+    with snakemake_api.SnakemakeApi() as api:
         workflow_api = api.workflow(snakefile=ROOT / "Snakefile", workdir=ROOT,
                                     resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings())
         yield workflow_api._workflow

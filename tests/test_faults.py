@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, make_project, seed_model, snakemake
+from conftest import TINY_CONFIG, make_project, seed_model, snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tiny_run, tmp_path
     # them by cheap jobs that Snakemake may schedule before or after the next comparison, so the comparisons are
     # what is watched and what must not be redone.
     comparisons = project / "results/cpu/tiny-distilbert/rounds"
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=project,
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=project, env=snakemake_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     try:

@@ -7,7 +7,8 @@ import pytest
 from conftest import TINY_OVERRIDES, make_project
 from inference_bench import TransformerOptimizationToolkit
 
-pytestmark = pytest.mark.e2e
+# The toolkit runs Snakemake in this process (conftest.snakemake_api).
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("snakemake_api")]
 
 
 def test_the_seeds_three_lines_run_offline_on_a_tiny_model(tmp_path):
