@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from base64 import urlsafe_b64decode
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -25,19 +27,26 @@ README = f"# Project\n\nkept\n\n{START}\n<!-- results:end -->\n\nkept too\n"
 
 #: An `scontrol` that answers at once that no controller is there. The SLURM executor plugin runs `scontrol show
 #: config` while Snakemake loads its plugins; where SLURM's client is installed but no controller answers (as
-#: after tests/test_slurm.py stops its cluster), that call waits 9 s, in every snakemake call of every test.
+#: before tests/test_slurm.py starts its cluster and after it stops it), that call waits 9 s, in every snakemake
+#: call of every test.
 NO_SLURM_CLIENT = ROOT / "tests" / "no_slurm_client"
+
+
+def snakemake_env(env: dict | None = None, slurm_client: bool = False) -> dict:
+    """`env` (default: this process's) for a snakemake process: with the machine's SLURM client only when
+    `slurm_client`, else with NO_SLURM_CLIENT first on its PATH."""
+    env = dict(os.environ if env is None else env)
+    if not slurm_client:
+        env["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), env.get("PATH", "")])
+    return env
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
               slurm_client: bool = False) -> subprocess.CompletedProcess:
     """The real snakemake, in `workdir`, on 2 cores (with the machine's SLURM client only when `slurm_client`)."""
-    env = dict(os.environ if env is None else env)
-    if not slurm_client:
-        env["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), env.get("PATH", "")])
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900, env=env,
+        cwd=workdir, capture_output=True, text=True, timeout=900, env=snakemake_env(env, slurm_client),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
@@ -92,6 +101,59 @@ def make_project(root: Path, config: dict | None = None) -> Path:
     (root / "README.md").write_text(README)
     return root
 
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project at `target`, mtimes kept (Snakemake compares them), that the caller may change."""
+    return Path(shutil.copytree(source, target, symlinks=True))
+
+
+class TinyRun(NamedTuple):
+    project: Path
+    #: What the run printed (stdout and stderr), as a user's terminal showed it.
+    terminal: str
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """The tiny config (tests/configs/tiny.yaml) built once per session by the real snakemake, from an empty
+    project to its README. Never changed: a test works on copy_project(tiny_run.project, ...) or seed_model()."""
+    project = make_project(tmp_path_factory.mktemp("tiny-run"))
+    result = snakemake(project)
+    return TinyRun(project, result.stdout + result.stderr)
+
+
+TINY_MODEL = "tiny-distilbert"
+
+
+def seed_model(project: Path, built: Path, tag: str | None = None) -> Path:
+    """Give a project made by make_project what the tiny model's build jobs made in `built` (a finished tiny
+    run): the download, the reference outputs and every ONNX artifact, with their logs and Snakemake's
+    benchmark files and records, so that its first run starts at the measurements. With `tag`, that tag's
+    machine record and calibration too (this machine's; not redone while the calibration settings are the tiny
+    config's). For a config whose model, export and artifact settings are the tiny config's: its first run
+    would have built exactly these files (every artifact, whichever variants the tag times)."""
+    files = [path for folder in (Path("results/models") / TINY_MODEL, Path("logs/models") / TINY_MODEL)
+             for path in sorted((built / folder).rglob("*")) if path.is_file()]
+    if tag is not None:
+        files += [built / "results" / tag / "machine.json", built / "results" / tag / "calibration.json",
+                  built / "logs" / tag / "calibrate.log"]
+    for source in files:
+        target = project / source.relative_to(built)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    # Snakemake's record of each of these files (params, code, inputs: what decides whether a job runs again),
+    # under the file's path in base64, and its (empty) folder of jobs left unfinished.
+    seeded = {str(source.relative_to(built)) for source in files} | {f"results/models/{TINY_MODEL}/hf"}
+    (project / ".snakemake" / "incomplete").mkdir(parents=True)
+    for record in (built / ".snakemake" / "metadata").rglob("*"):
+        name = "".join(record.relative_to(built / ".snakemake" / "metadata").parts)
+        if record.is_file() and urlsafe_b64decode(name).decode() in seeded:
+            target = project / ".snakemake" / "metadata" / record.relative_to(built / ".snakemake" / "metadata")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(record, target)
+    return project
+
+
 TINY_OVERRIDES = {
     "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 128},
     "bert": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
@@ -133,12 +195,26 @@ def tiny_exports(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
 
 
 @pytest.fixture(scope="session")
-def loaded_workflow():
+def snakemake_api():
+    """snakemake.api, imported into this process as snakemake() runs snakemake: without the machine's SLURM
+    client. The import loads the executor plugins, and there the SLURM one's `scontrol show config` waits 9 s
+    where no controller answers (NO_SLURM_CLIENT), once per process. A test that runs Snakemake in this process
+    (loaded_workflow, the Python toolkit) asks for this first."""
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(NO_SLURM_CLIENT), path])
+    try:
+        import snakemake.api
+    finally:
+        os.environ["PATH"] = path
+    return snakemake.api
+
+
+@pytest.fixture(scope="session")
+def loaded_workflow(snakemake_api):
     """The project's workflow as Snakemake itself parses it (default config), to ask about its rules."""
-    from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, ResourceSettings
 
-    with SnakemakeApi() as api:
+    with snakemake_api.SnakemakeApi() as api:
         workflow_api = api.workflow(snakefile=ROOT / "Snakefile", workdir=ROOT,
                                     resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings())
         yield workflow_api._workflow

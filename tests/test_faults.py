@@ -1,4 +1,7 @@
-"""Faults in real runs: a batch that does not fit, and a workflow killed in the middle of a benchmark."""
+"""Faults in real runs: a batch that does not fit, and a workflow killed in the middle of a benchmark.
+
+Each project starts with the tiny model built (conftest.seed_model, from the session's tiny run: the same model,
+export and calibration settings): its runs are the measurements, where the faults are."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, make_project, snakemake
+from conftest import TINY_CONFIG, make_project, seed_model, snakemake, snakemake_env
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +28,15 @@ def tiny_config(**benchmark) -> dict:
     return config
 
 
-def test_a_batch_that_does_not_fit_fails_alone_and_its_row_is_marked(tmp_path):
+def project_with_model(root, tiny_run, config: dict):
+    """A new project with `config`, the tiny model and the cpu tag's calibration already made."""
+    return seed_model(make_project(root, config), tiny_run.project, tag="cpu")
+
+
+def test_a_batch_that_does_not_fit_fails_alone_and_its_row_is_marked(tiny_run, tmp_path):
     # 600 MiB of address space holds an ONNX Runtime job at batch 1 (about 190 MiB), not at batch 2048.
-    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2048], sequence_lengths=[128], memory_limit_mb=600))
+    project = project_with_model(tmp_path, tiny_run, tiny_config(batch_sizes=[1, 2048], sequence_lengths=[128],
+                                                                  memory_limit_mb=600))
     first = snakemake(project, "--keep-going", check=False)
     assert first.returncode != 0
     assert "out of memory at batch 2048, sequence 128 (onnx-fp32 on cpu)" in first.stdout + first.stderr
@@ -45,9 +54,9 @@ def test_a_batch_that_does_not_fit_fails_alone_and_its_row_is_marked(tmp_path):
     assert (bench / "b1_s128.json").stat().st_mtime_ns == kept
 
 
-def test_record_mode_writes_the_failed_row_in_one_run(tmp_path):
-    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2048], sequence_lengths=[128], memory_limit_mb=600,
-                                                 on_failure="record"))
+def test_record_mode_writes_the_failed_row_in_one_run(tiny_run, tmp_path):
+    project = project_with_model(tmp_path, tiny_run, tiny_config(batch_sizes=[1, 2048], sequence_lengths=[128],
+                                                                  memory_limit_mb=600, on_failure="record"))
     snakemake(project)
     record = json.loads((project / "results/cpu/tiny-distilbert/bench/onnx-fp32/b2048_s128.json").read_text())
     assert record["status"] == "failed" and record["failure_kind"] == "OutOfMemoryError"
@@ -56,14 +65,14 @@ def test_record_mode_writes_the_failed_row_in_one_run(tmp_path):
     assert "**failed**: out of memory at batch 2048" in (project / "README.md").read_text()
 
 
-def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tmp_path):
-    project = make_project(tmp_path, tiny_config(batch_sizes=[1, 2], cycles=2, block_s=1.0))
+def test_a_workflow_killed_mid_benchmark_redoes_only_that_job(tiny_run, tmp_path):
+    project = project_with_model(tmp_path, tiny_run, tiny_config(batch_sizes=[1, 2], cycles=2, block_s=1.0))
     bench = project / "results/cpu/tiny-distilbert/bench/onnx-fp32"
     # The comparisons (one per batch size) are the benchmark jobs; the per-variant results are copied out of
     # them by cheap jobs that Snakemake may schedule before or after the next comparison, so the comparisons are
     # what is watched and what must not be redone.
     comparisons = project / "results/cpu/tiny-distilbert/rounds"
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=project,
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=project, env=snakemake_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     try:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, TINY_CONFIG, fake_cpuinfo, make_project, snakemake
+from conftest import ROOT, TINY_CONFIG, fake_cpuinfo, make_project, seed_model, snakemake
 from inference_bench import hardware
 from inference_bench.config_validation import ConfigError, validate_config
 from inference_bench.hardware import (
@@ -157,10 +157,11 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.e2e
-def test_a_new_machine_is_measured_beside_the_committed_one_and_touches_nothing_of_it(tmp_path):
+def test_a_new_machine_is_measured_beside_the_committed_one_and_touches_nothing_of_it(tiny_run, tmp_path):
     """Machine A (with BF16) runs first; machine B (another family, no BF16) then runs the same command: B
     lands under its own tag with pytorch-bf16 left out in one line, A's files stay byte-identical, and the
-    README shows A's table first, then B's."""
+    README shows A's table first, then B's. The tiny model is built already (conftest.seed_model: the same
+    model, whatever the machine): the runs measure."""
     project = tmp_path / "project"
     project.mkdir()
     config = yaml.safe_load(TINY_CONFIG.read_text())
@@ -177,7 +178,7 @@ def test_a_new_machine_is_measured_beside_the_committed_one_and_touches_nothing_
         finally:
             del os.environ[CPUINFO_ENV]
     config["reference_hardware"] = tags["a"]
-    make_project(project, config)
+    seed_model(make_project(project, config), tiny_run.project)
 
     first = snakemake(project, env=env_a)
     assert "Left out" not in first.stdout + first.stderr

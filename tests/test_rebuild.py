@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_CONFIG, make_project, snakemake
+from conftest import TINY_CONFIG, copy_project, make_project, snakemake
 
 pytestmark = pytest.mark.e2e
 MODEL = "tiny-distilbert"
@@ -22,16 +22,16 @@ ROUNDS = f"results/cpu/{MODEL}/rounds"
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("finished"))
-    snakemake(project)
-    return project
+def finished(tiny_run, tmp_path_factory) -> Path:
+    """The session's tiny run (conftest.tiny_run: the real snakemake from an empty project), copied for this
+    module."""
+    return copy_project(tiny_run.project, tmp_path_factory.mktemp("finished") / "project")
 
 
 @pytest.fixture
 def copy_of(finished, tmp_path) -> Path:
     """A copy of the finished run (mtimes kept) that a test may damage."""
-    return Path(shutil.copytree(finished, tmp_path / "project", symlinks=True))
+    return copy_project(finished, tmp_path / "project")
 
 
 def planned(project: Path, *args: str) -> dict[str, int]:

@@ -7,7 +7,8 @@ import pytest
 from conftest import TINY_OVERRIDES, make_project
 from inference_bench import TransformerOptimizationToolkit
 
-pytestmark = pytest.mark.e2e
+# The toolkit runs Snakemake in this process (conftest.snakemake_api).
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("snakemake_api")]
 
 
 def test_the_seeds_three_lines_run_offline_on_a_tiny_model(tmp_path):
@@ -66,14 +67,13 @@ def test_the_toolkit_and_the_command_line_share_a_models_files(tmp_path):
     assert snakemake(project, "--dry-run", "results/models/distilbert-tiny/onnx/ort-int8.onnx").returncode == 0
 
 
-def test_a_toolkit_call_keeps_the_command_lines_summary_and_readme(tmp_path):
+def test_a_toolkit_call_keeps_the_command_lines_summary_and_readme(tiny_run, tmp_path):
     """The command line's run, then the toolkit at the shape of its text (issue 28): the model's summary keeps
     every configured shape byte for byte, the toolkit's rows stand in a summary of their own beside it, and a
     plain `snakemake` afterwards has nothing to do."""
-    from conftest import snakemake
+    from conftest import copy_project, snakemake
 
-    project = make_project(tmp_path)
-    snakemake(project)
+    project = copy_project(tiny_run.project, tmp_path / "project")  # the command line's run of the tiny config
     summary = project / "results/cpu/tiny-distilbert/summary.csv"
     before, readme = summary.read_bytes(), (project / "README.md").read_text()
     toolkit = TransformerOptimizationToolkit("tiny-distilbert", source="random", model_type="distilbert",

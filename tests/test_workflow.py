@@ -9,16 +9,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, make_project, snakemake
+from conftest import ROOT, copy_project, make_project, snakemake
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("project"))
-    result = snakemake(project)
-    (project / "terminal.log").write_text(result.stdout + result.stderr)  # what a user's terminal showed
+def finished_run(tiny_run, tmp_path_factory) -> Path:
+    """The session's tiny run (conftest.tiny_run: the real snakemake from an empty project), in a copy that this
+    module's tests may change."""
+    project = copy_project(tiny_run.project, tmp_path_factory.mktemp("project") / "project")
+    (project / "terminal.log").write_text(tiny_run.terminal)  # what a user's terminal showed
     return project
 
 
